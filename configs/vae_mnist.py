@@ -1,0 +1,59 @@
+"""The one-stochastic-layer VAE of Burda et al. 2016 (IWAE paper, Table 1, k=1: test NLL 86.76 nats).
+
+784-200-200 tanh encoder to 50 Gaussian latents, the mirrored decoder with Bernoulli outputs, trained
+with Adam on dynamically binarized MNIST. Evaluated on the MNIST test set (binarized once with
+eval.seed) by the negative ELBO and the importance-weighted NLL estimate with k = 5000.
+
+  python -m genjax.main --config=configs/vae_mnist.py --workdir=/tmp/vae_mnist
+  python -m genjax.main --config=configs/vae_mnist.py:tiny --workdir=/tmp/vae_tiny   # ~1 min on CPU
+
+Expected (README results table): test NLL (IWAE, k=5000) <= 88 nats after the 30-minute run on a
+2-core CPU; the paper reports 86.76 after 3280 epochs.
+"""
+
+from genjax.config import base_config
+
+
+def get_config(arg: str = ""):
+  config = base_config()
+  config.family = "vae"
+  config.data.name = "mnist"
+  config.data.binarize = "dynamic"
+
+  model = config.model
+  model.name = "burda_vae"
+  model.network = "mlp"
+  model.hidden = (200, 200)
+  model.conv_channels = (32, 64)
+  model.latent_dim = 50
+  model.activation = "tanh"
+  model.likelihood = "bernoulli"
+  model.beta = 1.0
+
+  config.optim.name = "adam"
+  config.optim.lr = 1e-3
+  config.optim.b2 = 0.999
+  config.optim.eps = 1e-4
+  config.optim.schedule = "cosine"
+  config.optim.end_lr_factor = 0.05
+
+  training = config.training
+  training.batch_size = 100
+  training.num_train_steps = 300_000
+  training.log_every = 1000
+  training.checkpoint_every = 20_000
+
+  config.eval.batch_size = 100
+  config.eval.iwae_samples = 5000
+  config.eval.iwae_chunk = 500
+
+  if arg == "tiny":
+    training.num_train_steps = 300
+    training.log_every = 50
+    training.checkpoint_every = 150
+    config.eval.num_examples = 1000
+    config.eval.iwae_samples = 100
+    config.eval.iwae_chunk = 50
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; use 'tiny' or nothing.")
+  return config

@@ -1,0 +1,143 @@
+"""The shared config vocabulary and helpers to load experiment configs.
+
+Every experiment config (configs/*.py) starts from `base_config()` and overrides a handful of keys, so
+sweeps and scripts use the same names for every family:
+
+  seed, family
+  data.*      dataset name, splits, location, preprocessing
+  model.*     network name and sizes (family specific keys live here)
+  optim.*     optimizer, learning-rate schedule, clipping, EMA, gradient accumulation
+  training.*  num_train_steps, batch_size, log/checkpoint/sample cadence
+  eval.*      metrics and their protocol
+  sampling.*  number of samples and sampler settings
+
+Configs are locked: setting a key that does not exist is an error naming the nearest valid keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib.util
+from pathlib import Path
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every experiment; configs override what differs."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.family = ""  # "vae", ... (see genjax.families.FAMILIES)
+
+  config.data = data = ml_collections.ConfigDict()
+  data.name = "mnist"  # tfds name, "synthetic_images" or a 2-D toy set (see genjax.data.datasets)
+  data.train_split = "train"
+  data.eval_split = "test"
+  data.manual_dir = ""  # folder with the dataset's official files (offline); else $GENJAX_DATA_DIR
+  data.data_dir = ""  # where tfds keeps prepared data; else $TFDS_DATA_DIR or ~/tensorflow_datasets
+  data.in_memory = True  # decode the split once into host memory (right for MNIST/CIFAR sizes)
+  data.image_size = 0  # 0 keeps the native size; larger zero-pads (MNIST 28 -> 32)
+  data.value_range = (0.0, 1.0)  # pixels are mapped to this interval
+  data.dequantize = False  # uniform dequantization: (x + U[0, 1)) / 256
+  data.binarize = "none"  # "none", "dynamic" (x ~ Bernoulli(pixel)) or "threshold" (pixel > 0.5)
+  data.random_flip = False  # horizontal flips (natural images only, never digits)
+  data.num_threads = 2  # grain reader threads
+  data.prefetch = 4  # batches prefetched by grain
+  data.num_examples = 100_000  # size of generated datasets (2-D toys, synthetic images)
+  data.synthetic_shape = (32, 32, 3)  # [H, W, C] of "synthetic_images"
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = ""
+
+  config.optim = optim = ml_collections.ConfigDict()
+  optim.name = "adam"  # "adam", "adamw", "sgd", "rmsprop"
+  optim.lr = 1e-3
+  optim.b1 = 0.9
+  optim.b2 = 0.999
+  optim.eps = 1e-8
+  optim.weight_decay = 0.0
+  optim.momentum = 0.9  # sgd/rmsprop only
+  optim.schedule = "constant"  # "constant", "cosine", "linear", "exponential"
+  optim.warmup_steps = 0
+  optim.end_lr_factor = 0.0  # final lr = lr * end_lr_factor for cosine/linear/exponential decay
+  optim.grad_clip_norm = 0.0  # 0 disables global-norm clipping
+  optim.ema_decay = 0.0  # 0 disables the EMA of the parameters (then EMA params == params)
+  optim.accumulate_steps = 1  # >1: optax.MultiSteps, one update per this many micro-batches
+
+  config.training = training = ml_collections.ConfigDict()
+  training.num_train_steps = 1000
+  training.batch_size = 128  # global batch over all devices and hosts (per micro-batch)
+  training.log_every = 100
+  training.checkpoint_every = 1000
+  training.sample_every = 0  # 0: only at the end of training
+  training.eval_every = 0  # 0: only at the end of training
+  training.keep_checkpoints = 3
+  training.keep_best_by = ""  # an eval metric name: also keep the best checkpoint by it
+  training.best_mode = "min"  # "min" or "max" for keep_best_by
+  training.async_checkpoints = True
+  training.halt_on_nonfinite = True
+
+  config.eval = eval_config = ml_collections.ConfigDict()
+  eval_config.batch_size = 500
+  eval_config.num_examples = 0  # 0: the whole eval split
+  eval_config.seed = 1234  # fixes the eval-time randomness (binarization, latents)
+  eval_config.use_ema = True  # evaluate the EMA parameters (equal to the parameters when EMA is off)
+
+  config.sampling = sampling = ml_collections.ConfigDict()
+  sampling.num_samples = 64
+  sampling.grid_columns = 8
+  sampling.seed = 42
+  sampling.use_ema = True
+  return config
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """Loads `configs/<name>.py[:arg]` as `--config` does, e.g. `load_config("configs/vae_mnist.py:tiny")`."""
+  file_name, _, arg = path.partition(":")
+  spec = importlib.util.spec_from_file_location(Path(file_name).stem, file_name)
+  if spec is None or not Path(file_name).is_file():
+    raise FileNotFoundError(f"Config file {file_name!r} does not exist.")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  config.lock()
+  return config
+
+
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """All leaf keys as dotted paths, e.g. ["data.name", "optim.lr", ...]."""
+  keys = []
+  for key, value in config.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, ml_collections.ConfigDict):
+      keys.extend(flat_keys(value, path + "."))
+    else:
+      keys.append(path)
+  return keys
+
+
+def unknown_key_message(config: ml_collections.ConfigDict, key: str) -> str:
+  """A message for a `--config.<key>` that does not exist, naming the closest valid keys."""
+  candidates = flat_keys(config)
+  close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
+  section = key.split(".")[0]
+  siblings = [k for k in candidates if k.startswith(section + ".")]
+  hint = f" Did you mean {' or '.join(close)}?" if close else ""
+  listing = f" Keys in {section}: {', '.join(siblings)}." if siblings else ""
+  return f"Unknown config key {key!r}.{hint}{listing}"
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, object]) -> None:
+  """Sets dotted keys (e.g. {"optim.lr": 3e-4}), rejecting unknown ones with the nearest valid keys."""
+  valid = set(flat_keys(config))
+  for key, value in overrides.items():
+    if key not in valid:
+      raise KeyError(unknown_key_message(config, key))
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    with node.ignore_type() if isinstance(node[leaf], (tuple, list)) else contextlib.nullcontext():
+      node[leaf] = value
+

@@ -1,0 +1,50 @@
+"""PNG grids of images and density pictures of 2-D points (numpy + pillow only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def to_unit_range(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+  """Maps data from value_range to [0, 1], clipping what falls outside."""
+  low, high = value_range
+  return np.clip((np.asarray(x, np.float32) - low) / (high - low), 0.0, 1.0)
+
+
+def make_grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
+  """images [N, H, W, C] in [0, 1] -> one uint8 picture [rows*(H+p)+p, columns*(W+p)+p, C]."""
+  count, height, width, channels = images.shape
+  columns = max(1, min(columns, count))
+  rows = -(-count // columns)
+  grid = np.ones((rows * (height + padding) + padding, columns * (width + padding) + padding, channels))
+  for index in range(count):
+    top = padding + (index // columns) * (height + padding)
+    left = padding + (index % columns) * (width + padding)
+    grid[top : top + height, left : left + width] = images[index]
+  return (grid * 255).round().astype(np.uint8)
+
+
+def points_image(points: np.ndarray, extent: float = 3.0, size: int = 256) -> np.ndarray:
+  """A [size, size, 1] uint8 density picture of 2-D points over [-extent, extent]^2 (dark = many)."""
+  hist, _, _ = np.histogram2d(
+    points[:, 1], points[:, 0], bins=size, range=[[-extent, extent], [-extent, extent]]
+  )
+  density = np.log1p(hist[::-1]) / max(np.log1p(hist).max(), 1e-9)
+  return ((1.0 - density) * 255).astype(np.uint8)[..., None]
+
+
+def render(samples: np.ndarray, value_range: tuple[float, float], columns: int) -> np.ndarray:
+  """Images [N, H, W, C] -> a grid; points [N, 2] -> a density picture. Returns uint8 [H', W', C]."""
+  if samples.ndim == 2:
+    return points_image(samples)
+  return make_grid(to_unit_range(samples, value_range), columns)
+
+
+def save_png(path: str | Path, picture: np.ndarray) -> Path:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
+  return path

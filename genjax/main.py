@@ -1,0 +1,70 @@
+"""Command line: `python -m genjax.main --config=configs/<name>.py[:tiny] --workdir=<dir> [--mode=...]`.
+
+Modes: train (default; resumes the workdir's latest checkpoint), eval, sample, summary.
+Override any config key with --config.<key>=<value>; an unknown key is an error naming the closest ones.
+Several processes (multi-host): --coordinator_address=host:port --num_processes=N --process_id=i.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from genjax import parallel, trainer
+from genjax.config import flat_keys, unknown_key_message
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, path[:arg].",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, samples and metrics.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "summary"], "What to do.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample (default: latest).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-process).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process).")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl parsing, with bad flags (e.g. a config-key typo) reported in one clear line."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as error:  # noqa: BLE001 - every parse failure becomes a one-line message
+    message = str(error).replace("\\n", " ")
+    if _CONFIG.value is not None:
+      valid = set(flat_keys(_CONFIG.value))
+      overrides = re.findall(r"--config\.([\w.]+)=", " ".join(argv))
+      unknown = [key for key in overrides if key not in valid]
+      if unknown:
+        message = unknown_key_message(_CONFIG.value, unknown[0])
+    print(f"genjax: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  if _CONFIG.value is None or (_WORKDIR.value is None and _MODE.value != "summary"):
+    raise app.UsageError("--config and --workdir are required (--mode=summary needs only --config).")
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
+  config = _CONFIG.value
+  try:
+    if _MODE.value == "train":
+      result = trainer.train_and_evaluate(config, _WORKDIR.value)
+    elif _MODE.value == "eval":
+      result = trainer.evaluate(config, _WORKDIR.value, _STEP.value)
+    elif _MODE.value == "sample":
+      result = [str(path) for path in trainer.sample(config, _WORKDIR.value, _STEP.value)]
+    else:
+      print(trainer.summary(config))
+      return
+  except (trainer.NonFiniteError, FileNotFoundError, ValueError, RuntimeError) as error:
+    print(f"genjax: error: {error}", file=sys.stderr)
+    sys.exit(1)
+  logging.info("Done: %s", result)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

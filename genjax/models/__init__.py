@@ -1,0 +1,1 @@
+"""Networks (flax.linen modules), selected by `config.model.name` within each family."""

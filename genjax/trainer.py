@@ -1,0 +1,401 @@
+"""The one generic runner: train, evaluate, sample and summarize any model family.
+
+A family (genjax.families) supplies the model-specific hooks; this module owns everything else:
+the mesh, the compiled steps, the input pipeline, checkpoints, metrics, sample grids, NaN checks
+and preemption. Entry points (all take a locked config and a workdir):
+
+  train_and_evaluate  train from scratch or resume the latest checkpoint, then evaluate and sample
+  evaluate            evaluate the latest (or a given) checkpoint; writes eval_<step>.json
+  sample              write new sample grids (and an .npz of samples) from the latest checkpoint
+  summary             the networks' parameter table, ending in `total_params=<N>`
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metrics as clu_metrics
+from clu import parameter_overview, periodic_actions
+
+import genjax
+from genjax import images, parallel
+from genjax.checkpoint import Checkpointer
+from genjax.datasets import DatasetInfo, dataset_info
+from genjax.families import get_family
+from genjax.input_pipeline import TrainData, eval_batches, example_shape
+from genjax.train_state import TrainState, create_train_state
+from genjax.writers import make_writer
+
+
+class NonFiniteError(RuntimeError):
+  """The loss or the parameters became NaN/inf; the last good checkpoint is kept."""
+
+
+class Experiment:
+  """A family bound to a mesh: compiled init/train/eval/sample functions and the checkpointer."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path, info: DatasetInfo):
+    self.config = config
+    self.workdir = Path(workdir)
+    self.info = info
+    self.mesh = parallel.make_mesh()
+    self.family = get_family(config.family)(config, info, example_shape(config.data, info))
+    replicated = parallel.replicated(self.mesh)
+    batch = parallel.batch_sharded(self.mesh)
+    self.train_step = jax.jit(
+      self.family.train_step, in_shardings=(replicated, batch), out_shardings=(replicated, replicated),
+      donate_argnums=0,
+    )
+    self.eval_step = jax.jit(self._masked_eval_sums, in_shardings=(replicated, replicated, batch, replicated),
+                             out_shardings=replicated)
+    self.image_grids = jax.jit(self.family.image_grids, out_shardings=replicated)
+    self.sample_fn = jax.jit(self.family.sample, static_argnums=3, out_shardings=replicated)
+    self._init = jax.jit(self._init_state, out_shardings=replicated)
+    self.checkpointer = Checkpointer(
+      self.workdir, keep=config.training.keep_checkpoints, best_metric=config.training.keep_best_by,
+      best_mode=config.training.best_mode, async_save=config.training.async_checkpoints,
+    )
+
+  def _dummy_batch(self) -> dict[str, jax.Array]:
+    shape = example_shape(self.config.data, self.info)
+    return {"x": jnp.zeros((1, *shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
+
+  def _init_state(self, rng: jax.Array) -> TrainState:
+    init_rng, state_rng = jax.random.split(rng)
+    params, model_state = self.family.init(init_rng, self._dummy_batch())
+    return create_train_state(params, model_state, self.family.optimizer, state_rng)
+
+  def init_state(self) -> TrainState:
+    return self._init(jax.random.key(self.config.seed))
+
+  def abstract_state(self) -> TrainState:
+    """Shapes, dtypes and (replicated) shardings of the train state, for restoring into."""
+    shapes = jax.eval_shape(self._init_state, jax.random.key(self.config.seed))
+    sharding = parallel.replicated(self.mesh)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+  def restore(self, data_iterator=None, step: int | None = None) -> tuple[TrainState, int]:
+    return self.checkpointer.restore(self.abstract_state(), data_iterator, step)
+
+  def _masked_eval_sums(self, params, model_state, batch, rng) -> dict[str, clu_metrics.Average]:
+    per_example = self.family.eval_metrics(params, model_state, batch, rng)
+    mask = batch["mask"]
+    return {
+      name: clu_metrics.Average(total=jnp.sum(value * mask), count=jnp.sum(mask))
+      for name, value in per_example.items()
+    }
+
+  def eval_params(self, state: TrainState) -> Any:
+    return state.ema_params if self.config.eval.use_ema else state.params
+
+  def sample_params(self, state: TrainState) -> Any:
+    return state.ema_params if self.config.sampling.use_ema else state.params
+
+
+# --- evaluation and outputs -----------------------------------------------------------------------
+
+
+def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float]:
+  """Averages the family's eval metrics over the eval split; keys are prefixed with `eval/`."""
+  config = experiment.config
+  local_batch = parallel.local_batch_size(config.eval.batch_size, "eval.batch_size")
+  rng = jax.random.key(config.eval.seed)
+  params = experiment.eval_params(state)
+  totals: dict[str, clu_metrics.Average] = {}
+  for index, local in enumerate(eval_batches(config, local_batch)):
+    batch = parallel.global_batch(experiment.mesh, local)
+    sums = experiment.eval_step(params, state.model_state, batch, jax.random.fold_in(rng, index))
+    totals = {name: totals[name].merge(value) if name in totals else value for name, value in sums.items()}
+  return {f"eval/{name}": float(average.compute()) for name, average in totals.items()}
+
+
+def eval_protocol(config: ml_collections.ConfigDict, step: int) -> dict[str, Any]:
+  """What a reader needs to compare an evaluation: data, split, sample counts, seeds, code version."""
+  return {
+    "checkpoint_step": step,
+    "dataset": config.data.name,
+    "split": config.data.eval_split,
+    "num_examples": config.eval.num_examples or "all",
+    "preprocessing": {k: config.data[k] for k in ("binarize", "dequantize", "image_size", "value_range")},
+    "eval": config.eval.to_dict(),
+    "family": config.family,
+    "model": config.model.to_dict(),
+    "genjax_version": genjax.__version__,
+  }
+
+
+def write_eval_json(config, workdir: Path, step: int, results: dict[str, float]) -> Path:
+  path = workdir / f"eval_{step}.json"
+  if jax.process_index() == 0:
+    path.write_text(json.dumps({"step": step, "metrics": results, "protocol": eval_protocol(config, step)},
+                               indent=2))
+  return path
+
+
+def write_image_grids(experiment: Experiment, state: TrainState, step: int, writer, seed: int,
+                      tag: str = "") -> list[Path]:
+  """PNG grids (samples/<name>_<step><tag>.png) and TensorBoard images of the family's image sets."""
+  config = experiment.config
+  local = next(iter(eval_batches(config, parallel.local_batch_size(config.eval.batch_size, "eval.batch_size"))))
+  batch = parallel.global_batch(experiment.mesh, local)
+  grids = experiment.image_grids(
+    experiment.sample_params(state), state.model_state, batch, jax.random.key(seed)
+  )
+  paths, pictures = [], {}
+  for name, values in jax.device_get(grids).items():
+    picture = images.render(np.asarray(values), config.data.value_range, config.sampling.grid_columns)
+    pictures[name] = picture[None].astype(np.float32) / 255.0
+    if jax.process_index() == 0:
+      paths.append(images.save_png(experiment.workdir / "samples" / f"{name}_{step:07d}{tag}.png", picture))
+  writer.write_images(step, pictures)
+  return paths
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+class PreemptionWatcher:
+  """Notices SIGTERM (how Cloud TPU/GCE announce preemption) so the loop can checkpoint and exit.
+
+  With several processes the step to stop at is agreed through jax's preemption sync point.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if jax.process_count() == 1:
+      try:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        self._previous = None
+
+  def _handle(self, signum, frame):
+    logging.warning("SIGTERM received: saving a checkpoint at the current step, then exiting.")
+    self.requested = True
+
+  def should_stop(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _average_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
+  stacked = jax.device_get(pending)
+  return {name: float(np.mean([m[name] for m in stacked])) for name in stacked[0]}
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  training = config.training
+  for key in ("num_train_steps", "log_every", "checkpoint_every"):
+    if training[key] <= 0:
+      raise ValueError(f"training.{key} must be positive, got {training[key]}.")
+  if training.best_mode not in ("min", "max"):
+    raise ValueError(f"training.best_mode must be 'min' or 'max', got {training.best_mode!r}.")
+  get_family(config.family)  # an unknown family lists the valid ones
+
+
+def _warn_on_config_change(checkpointer: Checkpointer, step: int, config: ml_collections.ConfigDict) -> None:
+  saved = checkpointer.restored_config(step)
+  current = json.loads(config.to_json())
+  changed = [
+    f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {value!r}"
+    for section, values in current.items() if isinstance(values, dict)
+    for key, value in values.items() if saved.get(section, {}).get(key) != value
+  ]
+  if changed:
+    logging.warning("Resuming step %d with a changed config: %s", step, "; ".join(changed))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, float]:
+  """Trains to training.num_train_steps (resuming the workdir's latest checkpoint), evaluates, samples.
+
+  Returns the final evaluation metrics plus "step". Raises NonFiniteError when the loss or the
+  parameters stop being finite; no checkpoint is written from such a state.
+  """
+  _check_config(config)
+  workdir = Path(workdir)
+  training = config.training
+  local_batch = parallel.local_batch_size(training.batch_size)
+  parallel.local_batch_size(config.eval.batch_size, "eval.batch_size")
+  data = TrainData(config, local_batch)
+  experiment = Experiment(config, workdir, data.info)
+  checkpointer = experiment.checkpointer
+  writer = make_writer(workdir)
+
+  if checkpointer.latest_step() is not None:
+    state, step = experiment.restore(data.iterator)
+    _warn_on_config_change(checkpointer, step, config)
+    logging.info("Resumed from the checkpoint at step %d.", step)
+  else:
+    state, step = experiment.init_state(), 0
+    writer.write_hparams({k: v for k, v in _flat(config.to_dict()).items()})
+  if step >= training.num_train_steps:
+    logging.info("Step %d >= training.num_train_steps=%d: nothing to train.", step, training.num_train_steps)
+
+  report = periodic_actions.ReportProgress(num_train_steps=training.num_train_steps, writer=writer,
+                                           every_steps=training.log_every, every_secs=None)
+  preemption = PreemptionWatcher()
+  pending: list[dict[str, jax.Array]] = []
+  last_saved = checkpointer.latest_step()
+
+  def check_finite(at_step: int) -> None:
+    nonlocal pending
+    summary = _average_metrics(pending) if pending else {}
+    bad = [name for name, value in summary.items() if not np.isfinite(value)]
+    if training.halt_on_nonfinite and (bad or not bool(_all_finite(state.params))):
+      checkpointer.wait()
+      what = f"metrics {', '.join(bad)}" if bad else "the parameters"
+      raise NonFiniteError(
+        f"Training stopped at step {at_step}: {what} became NaN/inf (averaged over steps since the last "
+        f"log). The last good checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
+        "is kept. Lower optim.lr, set optim.grad_clip_norm, or check the data, then run again."
+      )
+    if summary:
+      writer.write_scalars(at_step, {f"train/{k}": v for k, v in summary.items()})
+    pending = []
+
+  try:
+    while step < training.num_train_steps:
+      batch = parallel.global_batch(experiment.mesh, next(data))
+      state, metrics = experiment.train_step(state, batch)
+      pending.append(metrics)
+      step += 1
+      report(step)
+      stopping = preemption.should_stop(step)
+      final = step == training.num_train_steps
+      if step % training.log_every == 0 or final or stopping:
+        check_finite(step)
+      eval_now = training.eval_every and step % training.eval_every == 0 and not final
+      results = {}
+      if eval_now:
+        results = evaluate_state(experiment, state)
+        writer.write_scalars(step, results)
+      if step % training.checkpoint_every == 0 or final or stopping or eval_now:
+        if pending:
+          check_finite(step)
+        checkpointer.save(step, state, data.iterator, config, metrics=_strip(results) or None)
+        last_saved = step
+      if training.sample_every and step % training.sample_every == 0 and not final:
+        write_image_grids(experiment, state, step, writer, config.sampling.seed)
+      if stopping:
+        checkpointer.wait()
+        logging.warning("Preempted: checkpoint saved at step %d; run the same command to resume.", step)
+        return {"step": step, "preempted": True}
+
+    if last_saved != step:
+      checkpointer.save(step, state, data.iterator, config)
+    results = evaluate_state(experiment, state)
+    writer.write_scalars(step, results)
+    write_eval_json(config, workdir, step, results)
+    if training.keep_best_by and step == checkpointer.latest_step():
+      checkpointer.wait()
+    write_image_grids(experiment, state, step, writer, config.sampling.seed)
+    writer.flush()
+    return {"step": step, **results}
+  finally:
+    preemption.close()
+    checkpointer.close()
+
+
+def _strip(results: dict[str, float]) -> dict[str, float]:
+  """eval/<name> -> <name>, the names training.keep_best_by refers to."""
+  return {name.removeprefix("eval/"): value for name, value in results.items()}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+  return flat
+
+
+# --- the other modes ------------------------------------------------------------------------------
+
+
+def _restore_for_inference(config, workdir: Path, step: int | None) -> tuple[Experiment, TrainState, int]:
+  _check_config(config)
+  experiment = Experiment(config, workdir, dataset_info(config.data))
+  if experiment.checkpointer.latest_step() is None:
+    raise FileNotFoundError(
+      f"No checkpoint in {experiment.checkpointer.directory}; train first with --mode=train."
+    )
+  state, step = experiment.restore(step=step)
+  return experiment, state, step
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, step: int | None = None) -> dict[str, float]:
+  """Evaluates a checkpoint; writes metrics.jsonl, TensorBoard and eval_<step>.json."""
+  workdir = Path(workdir)
+  experiment, state, step = _restore_for_inference(config, workdir, step)
+  try:
+    results = evaluate_state(experiment, state)
+    writer = make_writer(workdir)
+    writer.write_scalars(step, results)
+    writer.flush()
+    write_eval_json(config, workdir, step, results)
+    return {"step": step, **results}
+  finally:
+    experiment.checkpointer.close()
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str | Path, step: int | None = None) -> list[Path]:
+  """Writes new grids (seed sampling.seed) and samples/samples_<step>_seed<seed>.npz."""
+  workdir = Path(workdir)
+  experiment, state, step = _restore_for_inference(config, workdir, step)
+  try:
+    seed = config.sampling.seed
+    writer = make_writer(workdir)
+    paths = write_image_grids(experiment, state, step, writer, seed, tag=f"_seed{seed}")
+    samples = experiment.sample_fn(experiment.sample_params(state), state.model_state,
+                                   jax.random.key(seed), config.sampling.num_samples)
+    if jax.process_index() == 0:
+      path = workdir / "samples" / f"samples_{step:07d}_seed{seed}.npz"
+      np.savez_compressed(path, samples=np.asarray(jax.device_get(samples)), step=step, seed=seed)
+      paths.append(path)
+    writer.flush()
+    return paths
+  finally:
+    experiment.checkpointer.close()
+
+
+def summary(config: ml_collections.ConfigDict) -> str:
+  """The parameter table of each network and a last line `total_params=<N>`; trains nothing."""
+  _check_config(config)
+  info = dataset_info(config.data)
+  family = get_family(config.family)(config, info, example_shape(config.data, info))
+  shape = example_shape(config.data, info)
+  batch = {"x": jnp.zeros((1, *shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
+  params, _ = jax.eval_shape(functools.partial(family.init, batch=batch), jax.random.key(0))
+  lines, total = [], 0
+  for name, group in family.parameter_groups(params).items():
+    count = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(group))
+    total += count
+    table = parameter_overview.get_parameter_overview(group, include_stats=False)
+    lines += [f"{name}: {count:,} parameters", table]
+  lines.append(f"total_params={total}")
+  return "\n".join(lines)
+
