@@ -7,6 +7,7 @@ A family turns a config into networks and the few pure functions the runner comp
   eval_metrics(params, model_state, batch, rng) -> {name: [B] per-example values}
   sample(params, model_state, rng, num)    -> [num, *example_shape] in data.value_range
   image_grids(params, model_state, batch, rng) -> {name: [N, H, W, C] images in data.value_range}
+  benchmark_functions(params, model_state, batch, rng) -> {name: (fn, args, images per call)}
 
 `train_step` has a default (one gradient step on `loss` with the config's optimizer and EMA); families
 with several networks or updates per step (GANs) override it. Everything here is traced under
@@ -81,3 +82,8 @@ class Family:
   def parameter_groups(self, params) -> dict[str, Any]:
     """Networks to list separately in --mode=summary (e.g. generator / discriminator)."""
     return {"model": params}
+
+  def benchmark_functions(self, params, model_state, batch: Batch, rng: jax.Array) -> dict[str, tuple]:
+    """Extra functions scripts/benchmark.py times besides the train step (e.g. each sampler):
+    name -> (fn, args, images produced or consumed per call). The script jit-compiles fn."""
+    return {}
