@@ -132,25 +132,52 @@ def _load_tfds(data: ml_collections.ConfigDict, split: str) -> ArraySource | Tfd
   except tfds.core.registered.DatasetNotFoundError as error:
     raise DataError(f"tfds has no dataset named {data.name!r}: {error}") from None
   if not builder.is_prepared():
-    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
-    try:
-      builder.download_and_prepare(download_config=download_config)
-    except tfds.download.checksums.NonMatchingChecksumError as error:
-      raise DataError(
-        f"A file of {data.name!r} does not match its official checksum, so it is not the official "
-        f"release (it may be truncated or corrupted): {error}. Replace it with the official file. "
-        f"{_how_to_provide(data.name)}"
-      ) from None
-    except Exception as error:  # noqa: BLE001 - tfds raises many kinds when offline or files are odd
-      raise DataError(
-        f"Could not prepare {data.name!r} ({type(error).__name__}: {error}). {_how_to_provide(data.name)}"
-      ) from error
+    builder = _prepare_once(builder, data.name, data_dir, manual_dir)
   info = _tfds_info(builder)
   data_source = builder.as_data_source(split=split)
   if not data.in_memory:
     return TfdsSource(data_source, info)
   records = data_source.__getitems__(list(range(len(data_source))))
   return ArraySource(_stack_records(records), info)
+
+
+def _prepare_once(builder, name: str, data_dir: str | None, manual_dir: str):
+  """Prepares a tfds dataset (download, or read from manual_dir), once per shared data_dir.
+
+  With several processes, process 0 prepares while the others wait; a process that still sees no
+  prepared data afterwards (hosts with their own local disks) prepares its own copy.
+  """
+  import jax
+  import tensorflow_datasets as tfds
+
+  if jax.process_index() == 0:
+    _prepare(builder, name, manual_dir)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(f"genjax_prepare_{name}")
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+      _prepare(builder, name, manual_dir)
+  return builder
+
+
+def _prepare(builder, name: str, manual_dir: str) -> None:
+  import tensorflow_datasets as tfds
+
+  download_config = tfds.download.DownloadConfig(manual_dir=manual_dir or None)
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except tfds.download.download_manager.NonMatchingChecksumError as error:
+    raise DataError(
+      f"A file of {name!r} does not match its official checksum, so it is not the official "
+      f"release (it may be truncated or corrupted): {error}. Replace it with the official file. "
+      f"{_how_to_provide(name)}"
+    ) from None
+  except Exception as error:  # noqa: BLE001 - tfds raises many kinds when offline or files are odd
+    raise DataError(
+      f"Could not prepare {name!r} ({type(error).__name__}: {error}). {_how_to_provide(name)}"
+    ) from error
 
 
 def dataset_info(data: ml_collections.ConfigDict) -> DatasetInfo:

@@ -7,6 +7,7 @@ Several processes (multi-host): --coordinator_address=host:port --num_processes=
 
 from __future__ import annotations
 
+import logging as std_logging
 import re
 import sys
 
@@ -15,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from genjax import parallel, trainer
-from genjax.config import flat_keys, unknown_key_message
+from genjax.config import flat_keys, load_config, unknown_key_message
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, path[:arg].",
                                           lock_config=True)
@@ -33,18 +34,30 @@ def parse_flags(argv: list[str]) -> list[str]:
     return flags.FLAGS(argv)
   except Exception as error:  # noqa: BLE001 - every parse failure becomes a one-line message
     message = str(error).replace("\\n", " ")
-    if _CONFIG.value is not None:
-      valid = set(flat_keys(_CONFIG.value))
-      overrides = re.findall(r"--config\.([\w.]+)=", " ".join(argv))
-      unknown = [key for key in overrides if key not in valid]
+    config_path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    overrides = re.findall(r"--config\.([\w.]+)=", " ".join(argv))
+    if config_path and overrides:
+      try:
+        config = load_config(config_path)
+      except Exception:  # noqa: BLE001 - the original message is the clearer one then
+        config = None
+      unknown = [key for key in overrides if config is not None and key not in flat_keys(config)]
       if unknown:
-        message = unknown_key_message(_CONFIG.value, unknown[0])
+        message = unknown_key_message(config, unknown[0])
     print(f"genjax: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
+class _QuietLibraries(std_logging.Filter):
+  """Drops INFO chatter of orbax (several lines per checkpoint); warnings and errors still show."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
+
+
 def main(argv: list[str]) -> None:
   del argv
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   if _CONFIG.value is None or (_WORKDIR.value is None and _MODE.value != "summary"):
     raise app.UsageError("--config and --workdir are required (--mode=summary needs only --config).")
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

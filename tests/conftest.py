@@ -1,0 +1,50 @@
+"""Shared fixtures: the real MNIST files (../shared/data/mnist) prepared once per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = Path(os.environ.get("GENJAX_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> Path:
+  """A tfds data_dir for this session; MNIST is prepared into it from MNIST_DIR on first use."""
+  return tmp_path_factory.mktemp("tensorflow_datasets")
+
+
+@pytest.fixture(scope="session")
+def data_env(tfds_dir) -> dict[str, str]:
+  """Environment for CLI subprocesses: the MNIST folder and the session's tfds data_dir."""
+  env = dict(os.environ)
+  env.update(GENJAX_DATA_DIR=str(MNIST_DIR), TFDS_DATA_DIR=str(tfds_dir), JAX_PLATFORMS="cpu",
+             TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+  return env
+
+
+@pytest.fixture
+def load(tfds_dir):
+  """load("vae_mnist.py:tiny", **{"optim.lr": 1e-3}) -> a locked config pointing at the local MNIST."""
+  from genjax.config import apply_overrides, load_config
+
+  def _load(name: str, **overrides):
+    config = load_config(str(REPO / "configs" / name))
+    if config.data.name == "mnist":
+      apply_overrides(config, {"data.manual_dir": str(MNIST_DIR), "data.data_dir": str(tfds_dir)})
+    apply_overrides(config, overrides)
+    return config
+
+  return _load
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: int = 600):
+  """Runs `python -m genjax.main ARGS` and returns the CompletedProcess (text output)."""
+  import subprocess
+
+  return subprocess.run([sys.executable, "-m", "genjax.main", *args], env=env, cwd=REPO,
+                        capture_output=True, text=True, timeout=timeout)
