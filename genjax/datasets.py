@@ -11,6 +11,7 @@ small ones are decoded once into host memory. Generated datasets:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Callable
@@ -113,29 +114,36 @@ def _how_to_provide(name: str) -> str:
 
 
 def _load_tfds(data: ml_collections.ConfigDict, split: str) -> ArraySource | TfdsSource:
+  return _load_tfds_cached(data.name, split, resolve_manual_dir(data), data.data_dir, data.in_memory)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tfds_cached(
+  name: str, split: str, manual_dir: str, data_dir: str, in_memory: bool
+) -> ArraySource | TfdsSource:
+  """Decodes a split at most once per process (evaluations during training reuse it)."""
   import tensorflow_datasets as tfds  # slow import; only when real data is used
 
-  manual_dir = resolve_manual_dir(data)
   if manual_dir:
     folder = Path(manual_dir).expanduser()
     if not folder.is_dir():
-      raise DataError(f"The data folder {str(folder)!r} does not exist. {_how_to_provide(data.name)}")
-    if data.name == "mnist":
+      raise DataError(f"The data folder {str(folder)!r} does not exist. {_how_to_provide(name)}")
+    if name == "mnist":
       missing = [f for f in MNIST_FILES if not (folder / f).is_file()]
       if missing:
         raise DataError(
-          f"The data folder {str(folder)!r} lacks {', '.join(missing)}. {_how_to_provide(data.name)}"
+          f"The data folder {str(folder)!r} lacks {', '.join(missing)}. {_how_to_provide(name)}"
         )
-  data_dir = data.data_dir or None
+  data_dir = data_dir or None
   try:
-    builder = tfds.builder(data.name, data_dir=data_dir, file_format="array_record")
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except tfds.core.registered.DatasetNotFoundError as error:
-    raise DataError(f"tfds has no dataset named {data.name!r}: {error}") from None
+    raise DataError(f"tfds has no dataset named {name!r}: {error}") from None
   if not builder.is_prepared():
-    builder = _prepare_once(builder, data.name, data_dir, manual_dir)
+    builder = _prepare_once(builder, name, data_dir, manual_dir)
   info = _tfds_info(builder)
   data_source = builder.as_data_source(split=split)
-  if not data.in_memory:
+  if not in_memory:
     return TfdsSource(data_source, info)
   records = data_source.__getitems__(list(range(len(data_source))))
   return ArraySource(_stack_records(records), info)

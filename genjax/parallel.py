@@ -34,8 +34,8 @@ def initialize_distributed(
         "A multi-process launch needs --coordinator_address, --num_processes and --process_id "
         "(or GENJAX_COORDINATOR, GENJAX_NUM_PROCESSES, GENJAX_PROCESS_ID)."
       )
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Cross-process collectives on CPU devices need gloo; GPU/TPU backends ignore this setting.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
   elif os.environ.get("GENJAX_DISTRIBUTED") == "auto":
     jax.distributed.initialize()
