@@ -83,6 +83,24 @@ def base_config() -> ml_collections.ConfigDict:
   eval_config.num_examples = 0  # 0: the whole eval split
   eval_config.seed = 1234  # fixes the eval-time randomness (binarization, latents)
   eval_config.use_ema = True  # evaluate the EMA parameters (equal to the parameters when EMA is off)
+  # Sample-based metrics (genjax.evaluation): names "<extractor>_<metric>", extractor "mnist" or
+  # "inception", metric "fid", "kid", "is" or "prd" (precision/recall/density/coverage).
+  eval_config.sample_metrics = ()  # e.g. ("mnist_fid", "mnist_kid", "mnist_is", "mnist_prd")
+  eval_config.num_samples = 10_000  # samples drawn for the sample metrics
+  eval_config.sample_batch_size = 500  # samples per call of the family's sample hook
+  eval_config.sample_seed = 0  # batch i of samples uses fold_in(key(sample_seed), i)
+  eval_config.reference_split = "train"  # the real split the samples are compared with
+  eval_config.reference_num_examples = 0  # 0: the whole reference split
+  eval_config.reference_dir = ""  # reference statistics cache; else $GENJAX_REFERENCE_DIR or ~/.cache
+  eval_config.feature_samples = 10_000  # features kept per set for KID and precision/recall (prd)
+  eval_config.kid_subset_size = 1000  # KID: disjoint subsets of this size (mean and standard error)
+  eval_config.is_splits = 10  # Inception Score splits
+  eval_config.prd_k = 3  # k-th neighbour radius for precision/recall (Kynkaanniemi et al. 2019)
+  eval_config.dc_k = 5  # k-th neighbour radius for density/coverage (Naeem et al. 2020)
+  eval_config.mnist_classifier_weights = ""  # "": the committed weights (genjax/evaluation/weights)
+  eval_config.mnist_classifier_sha256 = ""  # "": the hash pinned for the committed weights
+  eval_config.inception_weights = ""  # local .npz of the FID Inception weights (never downloaded)
+  eval_config.inception_sha256 = ""  # its SHA-256, checked before loading
 
   config.sampling = sampling = ml_collections.ConfigDict()
   sampling.num_samples = 64

@@ -105,7 +105,10 @@ class Experiment:
 
 
 def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float]:
-  """Averages the family's eval metrics over the eval split; keys are prefixed with `eval/`."""
+  """Averages the family's eval metrics over the eval split, then computes the sample-based metrics
+  that eval.sample_metrics lists (genjax.evaluation); keys are prefixed with `eval/`."""
+  from genjax.evaluation.sample_metrics import evaluate_sample_metrics
+
   config = experiment.config
   local_batch = parallel.local_batch_size(config.eval.batch_size, "eval.batch_size")
   rng = jax.random.key(config.eval.seed)
@@ -115,12 +118,19 @@ def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float
     batch = parallel.global_batch(experiment.mesh, local)
     sums = experiment.eval_step(params, state.model_state, batch, jax.random.fold_in(rng, index))
     totals = {name: totals[name].merge(value) if name in totals else value for name, value in sums.items()}
-  return {f"eval/{name}": float(average.compute()) for name, average in totals.items()}
+  results = {f"eval/{name}": float(average.compute()) for name, average in totals.items()}
+  sample_results = evaluate_sample_metrics(experiment, state)
+  return {**results, **{f"eval/{name}": value for name, value in sample_results.items()}}
 
 
 def eval_protocol(config: ml_collections.ConfigDict, step: int) -> dict[str, Any]:
-  """What a reader needs to compare an evaluation: data, split, sample counts, seeds, code version."""
-  return {
+  """What a reader needs to compare an evaluation: data, split, sample counts, seeds, code version,
+  the convention of each likelihood metric and, with eval.sample_metrics, how samples, reference
+  statistics and feature extractors were made (genjax.evaluation.sample_metrics)."""
+  from genjax.evaluation.likelihood import likelihood_conventions
+  from genjax.evaluation.sample_metrics import sample_metrics_protocol
+
+  protocol = {
     "checkpoint_step": step,
     "dataset": config.data.name,
     "split": config.data.eval_split,
@@ -130,7 +140,11 @@ def eval_protocol(config: ml_collections.ConfigDict, step: int) -> dict[str, Any
     "family": config.family,
     "model": config.model.to_dict(),
     "genjax_version": genjax.__version__,
+    "likelihood_conventions": likelihood_conventions(config),
   }
+  if config.eval.sample_metrics:
+    protocol["sample_metrics"] = sample_metrics_protocol(config)
+  return protocol
 
 
 def write_eval_json(config, workdir: Path, step: int, results: dict[str, float]) -> Path:

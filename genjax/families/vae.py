@@ -203,7 +203,7 @@ class VAEFamily(Family):
     mean, _ = self._encode(params, x)
     reconstruction = self.likelihood.mean(self._decode(params, mean))
     pairs = jnp.stack([x, reconstruction], axis=1).reshape(-1, *x.shape[1:])
-    rows = max(count // columns, 1)
+    rows = max(min(count // columns, mean.shape[0] // 2), 1)
     start, end = mean[:rows], mean[rows : 2 * rows]
     weights = jnp.linspace(0.0, 1.0, columns)[None, :, None]
     path = start[:, None] * (1 - weights) + end[:, None] * weights  # [rows, columns, L]

@@ -1,0 +1,220 @@
+"""Reference statistics of a real dataset split, cached on disk and tied to their protocol by hash.
+
+A reference file `<reference_dir>/<dataset>_<split>_<extractor>.npz` holds the feature moments of
+the split (count, mean [D], covariance [D, D]), its first `feature_samples` feature vectors (for KID
+and precision/recall/density/coverage) and its protocol: dataset, split, number of examples, pixel
+conversion, feature_samples and the extractor's full description (incl. its weights' SHA-256), with
+`protocol_sha256` = SHA-256 of that protocol as canonical JSON.
+
+Reference pixels are canonical whatever the family's preprocessing: uint8 / 255 in [0, 1] at the
+native size, no binarization or dequantization, so every family is compared with the same numbers.
+
+`get_reference` loads the file when it exists and its protocol hash equals the requested one; a file
+with another hash is an error naming the differences (never a silent recompute); a missing file is
+computed and written (scripts/compute_reference_stats.py does the same ahead of time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from genjax import parallel
+from genjax.config import base_config
+from genjax.evaluation.extractors import FeatureExtractor
+from genjax.evaluation.streaming import FeatureAccumulator
+
+REFERENCE_FORMAT = 1
+CANONICAL_PIXELS = "uint8 / 255 in [0, 1], native size, no binarization or dequantization"
+
+
+class ReferenceMismatchError(ValueError):
+  """A cached reference file was computed under another protocol (extractor, split, sizes...)."""
+
+
+@dataclasses.dataclass
+class ReferenceStats:
+  """count; mean [D]; covariance [D, D] (float64); features [<= feature_samples, D]; protocol."""
+
+  count: int
+  mean: np.ndarray
+  covariance: np.ndarray
+  features: np.ndarray
+  protocol: dict[str, Any]
+
+  @property
+  def protocol_sha256(self) -> str:
+    return protocol_hash(self.protocol)
+
+
+def protocol_hash(protocol: dict[str, Any]) -> str:
+  return hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()
+
+
+def reference_protocol(
+  dataset: str, split: str, num_examples: int, feature_samples: int, extractor: FeatureExtractor
+) -> dict[str, Any]:
+  """Everything the reference numbers depend on (hashed into protocol_sha256)."""
+  return {
+    "format": REFERENCE_FORMAT,
+    "dataset": dataset,
+    "split": split,
+    "num_examples": num_examples or "all",
+    "pixels": CANONICAL_PIXELS,
+    "feature_samples": feature_samples,
+    "extractor": extractor.describe(),
+  }
+
+
+def default_reference_dir() -> Path:
+  """$GENJAX_REFERENCE_DIR, else ~/.cache/genjax/reference_stats."""
+  return Path(
+    os.environ.get("GENJAX_REFERENCE_DIR", Path.home() / ".cache" / "genjax" / "reference_stats")
+  )
+
+
+def reference_path(
+  reference_dir: str | Path, dataset: str, split: str, extractor_name: str
+) -> Path:
+  return Path(reference_dir or default_reference_dir()) / f"{dataset}_{split}_{extractor_name}.npz"
+
+
+def save_reference(path: str | Path, stats: ReferenceStats) -> Path:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "wb") as handle:
+    np.savez(
+      handle,
+      count=stats.count,
+      mean=stats.mean,
+      covariance=stats.covariance,
+      features=stats.features,
+      protocol_json=json.dumps(stats.protocol, sort_keys=True),
+      protocol_sha256=stats.protocol_sha256,
+    )
+  return path
+
+
+def _differences(stored: dict[str, Any], expected: dict[str, Any], prefix: str = "") -> list[str]:
+  lines = []
+  for key in sorted(set(stored) | set(expected)):
+    old, new = stored.get(key), expected.get(key)
+    if isinstance(old, dict) and isinstance(new, dict):
+      lines += _differences(old, new, f"{prefix}{key}.")
+    elif old != new:
+      lines.append(f"{prefix}{key}: file has {old!r}, requested {new!r}")
+  return lines
+
+
+def load_reference(
+  path: str | Path, expected_protocol: dict[str, Any] | None = None
+) -> ReferenceStats:
+  """Loads a reference file; with expected_protocol, its hash must match (else
+  ReferenceMismatchError)."""
+  path = Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(
+      f"No reference statistics at {str(path)!r}; compute them with "
+      "scripts/compute_reference_stats.py."
+    )
+  with np.load(path) as archive:
+    protocol = json.loads(str(archive["protocol_json"]))
+    stored_hash = str(archive["protocol_sha256"])
+    stats = ReferenceStats(
+      int(archive["count"]), archive["mean"], archive["covariance"], archive["features"], protocol
+    )
+  if stored_hash != protocol_hash(protocol):
+    raise ReferenceMismatchError(
+      f"The reference file {str(path)!r} is corrupted: its protocol does not "
+      "hash to its recorded protocol_sha256. Recompute it."
+    )
+  if expected_protocol is not None and stored_hash != protocol_hash(expected_protocol):
+    differences = "; ".join(_differences(protocol, expected_protocol)) or "format"
+    raise ReferenceMismatchError(
+      f"The reference statistics {str(path)!r} were computed under another protocol "
+      f"({differences}). "
+      "They are not recomputed silently: recompute them with scripts/compute_reference_stats.py "
+      "--overwrite, or point eval.reference_dir (--reference_dir) at a folder for this protocol."
+    )
+  return stats
+
+
+def reference_data_config(
+  dataset: str,
+  split: str,
+  num_examples: int,
+  manual_dir: str = "",
+  data_dir: str = "",
+  batch_size: int = 500,
+) -> ml_collections.ConfigDict:
+  """A config whose eval pipeline yields the canonical pixels of `split` (see the module doc)."""
+  config = base_config()
+  config.data.name = dataset
+  config.data.eval_split = split
+  config.data.manual_dir = manual_dir
+  config.data.data_dir = data_dir
+  config.eval.num_examples = num_examples
+  config.eval.batch_size = batch_size
+  return config
+
+
+def compute_reference(
+  extractor: FeatureExtractor,
+  dataset: str,
+  split: str,
+  num_examples: int = 0,
+  feature_samples: int = 10_000,
+  manual_dir: str = "",
+  data_dir: str = "",
+  batch_size: int = 500,
+) -> ReferenceStats:
+  """Streams the canonical pixels of the split through the extractor (sharded over the mesh)."""
+  from genjax.input_pipeline import eval_batches
+
+  config = reference_data_config(dataset, split, num_examples, manual_dir, data_dir, batch_size)
+  mesh = parallel.make_mesh()
+  accumulator = FeatureAccumulator(
+    extractor, (0.0, 1.0), feature_samples, what=f"{dataset} {split} images"
+  )
+  for local in eval_batches(config, parallel.local_batch_size(batch_size, "reference batch_size")):
+    batch = parallel.global_batch(mesh, {"x": local["x"], "mask": local["mask"]})
+    accumulator.add(batch["x"], batch["mask"])
+  summary = accumulator.result()
+  protocol = reference_protocol(dataset, split, num_examples, feature_samples, extractor)
+  return ReferenceStats(summary.count, summary.mean, summary.covariance, summary.features, protocol)
+
+
+def get_reference(
+  extractor: FeatureExtractor,
+  dataset: str,
+  split: str,
+  num_examples: int,
+  feature_samples: int,
+  reference_dir: str | Path = "",
+  manual_dir: str = "",
+  data_dir: str = "",
+  batch_size: int = 500,
+) -> tuple[ReferenceStats, Path]:
+  """The cached reference for this protocol, computed and written on first use; (stats, path)."""
+  path = reference_path(reference_dir, dataset, split, extractor.name)
+  expected = reference_protocol(dataset, split, num_examples, feature_samples, extractor)
+  if path.is_file():
+    return load_reference(path, expected), path
+  logging.info(
+    "Computing the %s reference statistics of %s/%s into %s.", extractor.name, dataset, split, path
+  )
+  stats = compute_reference(
+    extractor, dataset, split, num_examples, feature_samples, manual_dir, data_dir, batch_size
+  )
+  if jax.process_index() == 0:
+    save_reference(path, stats)
+  return stats, path

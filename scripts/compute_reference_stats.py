@@ -1,0 +1,79 @@
+"""Computes (or checks) the cached reference statistics of dataset splits for a feature extractor.
+
+  GENJAX_DATA_DIR=/work/shared/data/mnist python scripts/compute_reference_stats.py \
+    --dataset=mnist --splits=train,test --extractor=mnist
+
+writes <reference_dir>/mnist_train_mnist.npz and mnist_test_mnist.npz (reference_dir:
+--reference_dir, else $GENJAX_REFERENCE_DIR, else ~/.cache/genjax/reference_stats): feature mean and
+covariance of the whole split, its first --feature_samples features, and the protocol with its
+SHA-256 (see genjax/evaluation/reference.py). An existing file for the same protocol is kept (and
+verified); one for another protocol is an error unless --overwrite. With the MNIST classifier the
+train split (60k) took 35 s and the test split 9 s on 2 busy CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from genjax.config import base_config
+from genjax.evaluation.extractors import WEIGHTS_KEYS, add_weights_arguments, extractor_from_config
+from genjax.evaluation.reference import (
+  compute_reference,
+  load_reference,
+  reference_path,
+  reference_protocol,
+  save_reference,
+)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument("--dataset", default="mnist")
+  parser.add_argument("--splits", default="train", help="comma separated, e.g. train,test")
+  parser.add_argument("--extractor", default="mnist", help="mnist or inception")
+  parser.add_argument("--num_examples", type=int, default=0, help="0: the whole split")
+  parser.add_argument("--feature_samples", type=int, default=base_config().eval.feature_samples)
+  parser.add_argument("--reference_dir", default="")
+  parser.add_argument("--manual_dir", default="", help="dataset files (else $GENJAX_DATA_DIR)")
+  parser.add_argument("--data_dir", default="", help="tfds data_dir (else $TFDS_DATA_DIR)")
+  parser.add_argument("--batch_size", type=int, default=500)
+  parser.add_argument("--overwrite", action="store_true", help="recompute even if a file exists")
+  add_weights_arguments(parser)
+  args = parser.parse_args()
+
+  eval_config = base_config().eval
+  for key in WEIGHTS_KEYS:
+    eval_config[key] = getattr(args, key)
+  extractor = extractor_from_config(args.extractor, eval_config)
+  for split in args.splits.split(","):
+    path = reference_path(args.reference_dir, args.dataset, split, extractor.name)
+    expected = reference_protocol(
+      args.dataset, split, args.num_examples, args.feature_samples, extractor
+    )
+    if path.is_file() and not args.overwrite:
+      stats = load_reference(path, expected)
+      print(f"{path}: up to date ({stats.count} examples, protocol_sha256={stats.protocol_sha256})")
+      continue
+    start = time.time()
+    stats = compute_reference(
+      extractor,
+      args.dataset,
+      split,
+      args.num_examples,
+      args.feature_samples,
+      args.manual_dir,
+      args.data_dir,
+      args.batch_size,
+    )
+    save_reference(path, stats)
+    print(
+      f"{path}: {stats.count} examples in {time.time() - start:.1f} s, "
+      f"protocol_sha256={stats.protocol_sha256}"
+    )
+
+
+if __name__ == "__main__":
+  main()
