@@ -1,0 +1,156 @@
+"""Speed and memory of a config's compiled step functions (not a test; numbers for the README).
+
+  python scripts/benchmark.py --config=configs/vae_mnist.py [--torch] [--repeats=200]
+
+Prints one JSON line per measured function with: config, step, params, batch, images_per_s,
+step_ms_median (median over --repeats timed calls after --warmup untimed ones), compile_s,
+flops_per_step (XLA cost analysis), achieved_gflops, matmul_gflops (float32 matmul rate of this
+machine measured in the same run), fraction_of_matmul, peak_rss_mb, device. Functions: the train
+step, plus the family's benchmark_functions (e.g. each sampler). With --torch, an equivalent
+PyTorch implementation (scripts/torch_reference.py) is timed in the same run and the ratio reported.
+The data pipeline is excluded: the batch is synthetic with the config's shape and value range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from genjax.datasets import dataset_info  # noqa: E402
+from genjax.input_pipeline import example_shape  # noqa: E402
+from genjax.trainer import Experiment  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:arg].", lock_config=True)
+_REPEATS = flags.DEFINE_integer("repeats", 100, "Timed calls per function.")
+_WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed calls after compilation.")
+_TORCH = flags.DEFINE_boolean("torch", False, "Also time the PyTorch reference, if one exists.")
+_ONLY = flags.DEFINE_string("only", "", "Comma-separated function names to time (default: all).")
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def synthetic_batch(config, info, batch_size: int, seed: int = 0) -> dict[str, jax.Array]:
+  """A batch with the config's example shape, value range and (binary) pixel statistics."""
+  rng = np.random.default_rng(seed)
+  shape = (batch_size, *example_shape(config.data, info))
+  low, high = config.data.value_range
+  if config.data.binarize != "none":
+    x = (rng.random(shape) < 0.13).astype(np.float32)
+  else:
+    x = (low + (high - low) * rng.random(shape)).astype(np.float32)
+  labels = rng.integers(0, max(info.num_classes, 1), batch_size).astype(np.int32)
+  return {"x": jnp.asarray(x), "label": jnp.asarray(labels)}
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+  """float32 matmul rate of this machine through XLA: the ceiling achieved FLOP/s is compared with."""
+  a = jnp.ones((size, size), jnp.float32)
+  matmul = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
+  matmul(a, a).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, a).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def time_compiled(compiled, args, repeats: int, warmup: int, carries_state: bool) -> list[float]:
+  """Seconds per call. A train step donates its state, so the returned state feeds the next call."""
+  times = []
+  for index in range(warmup + repeats):
+    start = time.perf_counter()
+    out = compiled(*args)
+    jax.block_until_ready(out)
+    if index >= warmup:
+      times.append(time.perf_counter() - start)
+    if carries_state:
+      args = (out[0], *args[1:])
+  return times
+
+
+def flops_of(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float(analysis.get("flops", 0.0)) if analysis else 0.0
+
+
+def measure(name, fn, args, images, config_name, params, batch, matmul, carries_state=False,
+            donate=False) -> dict:
+  jitted = jax.jit(fn, donate_argnums=0 if donate else ())
+  start = time.perf_counter()
+  compiled = jitted.lower(*args).compile()
+  compile_s = time.perf_counter() - start
+  times = time_compiled(compiled, args, _REPEATS.value, _WARMUP.value, carries_state)
+  median = statistics.median(times)
+  flops = flops_of(compiled)
+  return {
+    "config": config_name, "step": name, "params": params, "batch": batch,
+    "images_per_s": images / median, "step_ms_median": 1e3 * median, "compile_s": compile_s,
+    "flops_per_step": flops, "achieved_gflops": flops / median / 1e9, "matmul_gflops": matmul,
+    "fraction_of_matmul": flops / median / 1e9 / matmul, "peak_rss_mb": peak_rss_mb(),
+    "device": str(jax.devices()[0].platform), "num_devices": jax.device_count(),
+  }
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  config_name = Path(config_flags.get_config_filename(flags.FLAGS["config"])).name
+  info = dataset_info(config.data)
+  with tempfile.TemporaryDirectory() as workdir:
+    experiment = Experiment(config, workdir, info)
+    state = experiment.init_state()
+    batch_size = config.training.batch_size
+    batch = synthetic_batch(config, info, batch_size)
+    num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+    matmul = matmul_gflops()
+    only = set(filter(None, _ONLY.value.split(",")))
+    images_per_step = getattr(experiment.family, "images_per_train_step", batch_size)
+    rows = []
+    if not only or "train_step" in only:
+      rows.append(measure("train_step", experiment.family.train_step, (state, batch), images_per_step,
+                          config_name, num_params, batch_size, matmul, carries_state=True, donate=True))
+      state = experiment.init_state()
+    extras = experiment.family.benchmark_functions(state.ema_params, state.model_state, batch,
+                                                   jax.random.key(0))
+    for name, (fn, args, images) in extras.items():
+      if not only or name in only:
+        rows.append(measure(name, fn, args, images, config_name, num_params, batch_size, matmul))
+    if _TORCH.value:
+      import torch_reference
+
+      reference = torch_reference.REFERENCES.get(Path(config_name).stem)
+      if reference is None:
+        print(json.dumps({"config": config_name, "torch": "no reference implementation"}))
+      else:
+        torch_row = reference(config, _REPEATS.value, _WARMUP.value)
+        torch_row.update(config=config_name, peak_rss_mb=peak_rss_mb())
+        train = next(r for r in rows if r["step"] == "train_step")
+        torch_row["genjax_speedup"] = train["images_per_s"] / torch_row["images_per_s"]
+        rows.append(torch_row)
+    experiment.checkpointer.close()
+  for row in rows:
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  app.run(main)
