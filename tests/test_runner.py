@@ -178,3 +178,19 @@ def test_sigterm_checkpoints_and_the_resumed_run_matches_a_straight_one(data_env
   assert straight.returncode == 0, straight.stderr[-3000:]
   config = load("vae_mnist.py:tiny")
   assert_same_tree(restored(config, workdir)[0], restored(config, tmp_path / "straight")[0])
+
+
+@pytest.mark.slow
+def test_conv_vae_on_grey_levels_learns_and_keeps_its_best_checkpoint(load, tmp_path):
+  config = load("conv_vae_mnist.py:tiny", **{"training.keep_checkpoints": 1})
+  experiment = Experiment(config, tmp_path / "init", dataset_info(config.data))
+  before = evaluate_state(experiment, experiment.init_state())
+  experiment.checkpointer.close()
+  after = train_and_evaluate(config, tmp_path / "run")
+  assert after["eval/neg_elbo"] < before["eval/neg_elbo"] - 300, (before, after)
+  evals = [r for r in read_metrics(tmp_path / "run") if "eval/neg_elbo" in r]
+  assert [r["step"] for r in evals] == [100, 200]
+  best = min(evals, key=lambda r: r["eval/neg_elbo"])["step"]
+  checkpointer = Checkpointer(tmp_path / "run", keep=1, best_metric="neg_elbo")
+  assert set(checkpointer.all_steps()) == {200, best}  # the latest one and the best by neg_elbo
+  checkpointer.close()

@@ -1,0 +1,47 @@
+"""Optimizer pieces from the config: schedules, clipping, MultiSteps accumulation and the EMA."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from genjax.config import base_config
+from genjax.optim import make_optimizer, make_schedule
+from genjax.train_state import apply_updates, create_train_state
+
+
+def optim_config(**values):
+  config = base_config().optim
+  config.update(values)
+  return config
+
+
+def test_warmup_then_cosine_decay():
+  schedule = make_schedule(optim_config(lr=1.0, warmup_steps=10, schedule="cosine",
+                                        end_lr_factor=0.1), num_train_steps=110)
+  assert float(schedule(0)) == 0.0 and abs(float(schedule(5)) - 0.5) < 1e-6
+  assert abs(float(schedule(10)) - 1.0) < 1e-6
+  assert abs(float(schedule(60)) - 0.55) < 1e-3  # half way down the cosine: (1 + 0.1) / 2
+  assert abs(float(schedule(110)) - 0.1) < 1e-6
+
+
+def test_accumulation_updates_params_and_ema_every_k_micro_steps():
+  optim = optim_config(name="sgd", momentum=0.0, lr=0.1, accumulate_steps=2, ema_decay=0.5)
+  optimizer = make_optimizer(optim, num_train_steps=10)
+  state = create_train_state({"w": jnp.zeros(2)}, {}, optimizer, jax.random.key(0))
+  grads = [{"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([3.0, 0.0])}]
+  params, ema, opt_state = apply_updates(state, grads[0], optimizer, optim.ema_decay)
+  np.testing.assert_array_equal(params["w"], [0.0, 0.0])  # first micro-step: nothing applied
+  np.testing.assert_array_equal(ema["w"], [0.0, 0.0])
+  state = state.replace(params=params, ema_params=ema, opt_state=opt_state)
+  params, ema, _ = apply_updates(state, grads[1], optimizer, optim.ema_decay)
+  np.testing.assert_allclose(params["w"], [-0.2, -0.1])  # lr * mean of the two gradients
+  np.testing.assert_allclose(ema["w"], [-0.1, -0.05])  # 0.5 * old + 0.5 * new
+
+
+def test_global_norm_clipping():
+  optimizer = make_optimizer(optim_config(name="sgd", momentum=0.0, lr=1.0, grad_clip_norm=1.0), 10)
+  grads = {"w": jnp.array([3.0, 4.0])}
+  updates, _ = optimizer.update(grads, optimizer.init(grads))
+  np.testing.assert_allclose(updates["w"], [-0.6, -0.8], rtol=1e-6)
+  assert abs(float(optax.global_norm(updates)) - 1.0) < 1e-6
