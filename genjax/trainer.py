@@ -322,8 +322,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     results = evaluate_state(experiment, state)
     writer.write_scalars(step, results)
     write_eval_json(config, workdir, step, results)
-    if training.keep_best_by and step == checkpointer.latest_step():
-      checkpointer.wait()
     write_image_grids(experiment, state, step, writer, config.sampling.seed)
     writer.flush()
     return {"step": step, **results}
