@@ -1,0 +1,398 @@
+"""The GAN family: adversarial training of a generator G and a discriminator (critic) D.
+
+params = {"generator": ..., "discriminator": ...}; model_state holds D's spectral-norm
+power-iteration vectors ({"spectral_norm": ...}, empty without spectral norm); opt_state =
+{"generator": ..., "discriminator": ...}. ema_params["generator"] is the EMA of G
+(optim.ema_decay), used for samples and evaluation; D keeps no EMA
+(ema_params["discriminator"] == params["discriminator"]).
+
+One train step (one jit-compiled function) = model.n_critic discriminator updates, then one
+generator update:
+  * training.batch_size is the number of REAL images a step consumes. It is split into n_critic
+    disjoint slices of batch_size / n_critic, one fresh slice per critic update (as in Gulrajani
+    et al. 2017, who draw a new real batch for every critic iteration); the generator update uses
+    batch_size / n_critic latents. So a WGAN-GP config with 64 images per update and n_critic = 5
+    sets training.batch_size = 320, and images/s of a step counts all 320.
+  * D update: L_D = loss.discriminator(D(aug(x)), D(aug(G(z)))) + gradient_penalty * GP
+                    + r1_gamma / 2 * R1, with G's output treated as a constant.
+  * G update: L_G = loss.generator(D(aug(G(z)))) + g_ortho_reg * orthogonal_regularization(G).
+  * Two time-scale learning rates: optim.lr for G and optim.d_lr for D (same optimizer kind and
+    schedule; D's schedule counts its own n_critic updates per step).
+  * aug is DiffAugment (model.diffaugment) or the identity.
+  * Conditional models (model.conditional) train D on real images with their labels and on fakes
+    generated for those same labels; the generator update draws labels uniformly.
+  * Divergence guard: with training.max_d_loss > 0 the metric `d_loss_exceeds_max_d_loss` is NaN
+    as soon as some critic update's loss exceeds it, so the runner's non-finite check stops the
+    run and keeps the last good checkpoint (NaN losses stop it in any case).
+
+Sampling: z ~ N(0, I), or, with sampling.truncation = t > 0, the normal truncated to [-t, t]
+(the truncation trick of Brock et al. 2019). Image grids: "samples" (fixed latents from
+sampling.seed, so grids over training are comparable), "class_conditional" (one row per class,
+shared latents per column), "interpolations" (rows walking linearly between two latents).
+
+Config keys (see gan_base_config): model.network, model.latent_dim, model.g_features,
+model.d_features, model.d_downsample, model.g_norm, model.d_norm, model.d_pooling,
+model.spectral_norm, model.leaky_slope, model.conditional, model.loss, model.n_critic,
+model.gradient_penalty, model.r1_gamma, model.g_ortho_reg, model.diffaugment, optim.d_lr,
+training.max_d_loss, sampling.truncation.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from genjax.config import base_config
+from genjax.families import FAMILIES
+from genjax.families.base import Family
+from genjax.gan.diffaugment import diff_augment, parse_policy
+from genjax.gan.losses import LOSSES
+from genjax.gan.metrics import known_mixture, mode_statistics
+from genjax.gan.regularizers import gradient_penalty, orthogonal_regularization, r1_penalty
+from genjax.models.gan import GAN_NETWORKS
+from genjax.models.spectral_norm import SPECTRAL_COLLECTION
+from genjax.optim import make_optimizer, make_schedule
+from genjax.train_state import TrainState, apply_updates
+
+
+def gan_base_config() -> ml_collections.ConfigDict:
+  """base_config() plus the GAN keys, with DCGAN-like defaults; configs override what differs."""
+  config = base_config()
+  config.family = "gan"
+  config.data.value_range = (-1.0, 1.0)
+
+  model = config.model
+  model.network = "dcgan"  # "mlp", "dcgan" or "resnet" (genjax.models.gan.GAN_NETWORKS)
+  model.latent_dim = 100
+  model.g_features = (256, 128, 64)  # MLP widths or conv channels, smallest resolution first
+  model.d_features = (64, 128, 256)
+  model.d_downsample = (True, True, True)  # resnet only: which D blocks halve the resolution
+  model.g_norm = "batch"  # dcgan: "batch" or "none" (resnet always uses batch norm in G)
+  model.d_norm = "batch"  # dcgan: "batch", "layer" or "none" (never batch with a gradient penalty)
+  model.d_pooling = "sum"  # resnet: global "sum" (SNGAN) or "mean" (WGAN-GP) pooling
+  model.spectral_norm = False  # spectral normalization of every D layer
+  model.leaky_slope = 0.2  # mlp/dcgan D activations
+  model.conditional = False  # class-conditional G (conditional BN) and projection D
+  model.loss = "non_saturating"  # minimax, non_saturating, least_squares, wasserstein, hinge
+  model.n_critic = 1  # D updates per G update; training.batch_size must be a multiple of it
+  model.gradient_penalty = 0.0  # WGAN-GP lambda (0 disables)
+  model.r1_gamma = 0.0  # R1 gamma (0 disables)
+  model.g_ortho_reg = 0.0  # BigGAN orthogonal regularization beta on G (0 disables)
+  model.diffaugment = ""  # e.g. "color,translation,cutout" ("" disables)
+
+  config.optim.b1 = 0.5
+  config.optim.b2 = 0.999
+  config.optim.lr = 2e-4  # generator
+  config.optim.d_lr = 2e-4  # discriminator
+  config.training.max_d_loss = 0.0  # stop when a critic update's loss exceeds this (0 disables)
+  config.sampling.truncation = 0.0  # sample z from N(0, I) truncated to [-t, t] (0 disables)
+  return config
+
+
+class GANOptimizer(NamedTuple):
+  """The two optimizers; init(params) gives {"generator": ..., "discriminator": ...} states."""
+
+  generator: optax.GradientTransformation
+  discriminator: optax.GradientTransformation
+
+  def init(self, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+      "generator": self.generator.init(params["generator"]),
+      "discriminator": self.discriminator.init(params["discriminator"]),
+    }
+
+
+@FAMILIES.register("gan")
+class GANFamily(Family):
+  """See the module docstring for the training scheme and config keys."""
+
+  def __init__(self, config, info, example_shape):
+    model = config.model
+    self.loss_fns = LOSSES.get(model.loss)
+    if model.n_critic < 1:
+      raise ValueError(f"model.n_critic must be >= 1, got {model.n_critic}.")
+    if config.training.batch_size % model.n_critic:
+      raise ValueError(
+        f"training.batch_size={config.training.batch_size} (real images per step) must be a "
+        f"multiple of model.n_critic={model.n_critic}: each critic update takes batch_size / "
+        "n_critic of them."
+      )
+    if model.conditional and info.num_classes == 0:
+      raise ValueError(
+        f"model.conditional=True needs class labels, but data.name={config.data.name!r} has none "
+        "(num_classes == 0). Use model.conditional=False, or a labelled dataset (e.g. mnist, "
+        "cifar10, 8gaussians, 25gaussians)."
+      )
+    if model.gradient_penalty > 0 and model.d_norm == "batch" and model.network == "dcgan":
+      raise ValueError(
+        "A gradient penalty needs a critic whose examples do not interact: set model.d_norm to "
+        "'layer' or 'none' instead of 'batch' (Gulrajani et al. 2017, Sec. 4)."
+      )
+    self.augment_policy = parse_policy(model.diffaugment)
+    if self.augment_policy and not info.is_image:
+      raise ValueError(
+        f"model.diffaugment={model.diffaugment!r} needs images; data.name={config.data.name!r} "
+        "has points. Set model.diffaugment=''."
+      )
+    self.num_classes = info.num_classes if model.conditional else 0
+    self.generator, self.discriminator = GAN_NETWORKS.get(model.network)(
+      model, tuple(example_shape), self.num_classes, info.is_image
+    )
+    self.mixture = known_mixture(config.data.name)
+    super().__init__(config, info, example_shape)
+
+  # --- optimizers -----------------------------------------------------------------------------
+  def _d_updates(self) -> int:
+    return self.config.training.num_train_steps * self.config.model.n_critic
+
+  def make_optimizer(self) -> GANOptimizer:
+    optim, steps = self.config.optim, self.config.training.num_train_steps
+    return GANOptimizer(
+      generator=make_optimizer(optim, steps, lr=optim.lr),
+      discriminator=make_optimizer(optim, self._d_updates(), lr=optim.d_lr),
+    )
+
+  def _learning_rates(self, step: jax.Array) -> dict[str, jax.Array]:
+    optim = self.config.optim
+    accumulate = max(optim.accumulate_steps, 1)
+    d_optim = ml_collections.ConfigDict(optim.to_dict())
+    d_optim.lr = optim.d_lr
+    d_schedule = make_schedule(d_optim, self._d_updates())
+    return {
+      "lr": self.learning_rate(step),
+      "d_lr": d_schedule(step * self.config.model.n_critic // accumulate),
+    }
+
+  # --- networks -------------------------------------------------------------------------------
+  def _labels(self, batch: dict[str, jax.Array]) -> jax.Array | None:
+    return batch["label"] if self.num_classes else None
+
+  def init(self, rng, batch):
+    g_rng, d_rng = jax.random.split(rng)
+    z = jnp.zeros((batch["x"].shape[0], self.config.model.latent_dim))
+    labels = self._labels(batch)
+    g_variables = self.generator.init(g_rng, z, labels)
+    d_variables = self.discriminator.init(d_rng, batch["x"], labels, update_stats=False)
+    model_state = {k: v for k, v in d_variables.items() if k == SPECTRAL_COLLECTION}
+    return {"generator": g_variables["params"], "discriminator": d_variables["params"]}, model_state
+
+  def _latents(self, rng: jax.Array, num: int, truncation: float = 0.0) -> jax.Array:
+    shape = (num, self.config.model.latent_dim)
+    if truncation > 0:
+      return jax.random.truncated_normal(rng, -truncation, truncation, shape)
+    return jax.random.normal(rng, shape)
+
+  def _generate(self, g_params, z: jax.Array, labels: jax.Array | None) -> jax.Array:
+    """G(z, labels) with batch norm on this batch's statistics; [B, *example_shape]."""
+    out, _ = self.generator.apply({"params": g_params}, z, labels, mutable=["batch_stats"])
+    return out
+
+  def _discriminate(
+    self, d_params, model_state, x, labels, update_stats: bool
+  ) -> tuple[jax.Array, Any]:
+    """D(x, labels) [B] and the model_state with the power-iteration vectors it moved."""
+    logits, updates = self.discriminator.apply(
+      {"params": d_params, **model_state},
+      x,
+      labels,
+      update_stats=update_stats,
+      mutable=["batch_stats", SPECTRAL_COLLECTION],
+    )
+    return logits, {k: v for k, v in updates.items() if k == SPECTRAL_COLLECTION}
+
+  def _augment(self, x: jax.Array, rng: jax.Array) -> jax.Array:
+    return diff_augment(x, rng, self.augment_policy) if self.augment_policy else x
+
+  def _to_value_range(self, x: jax.Array) -> jax.Array:
+    """Generator images in [-1, 1] -> data.value_range (points are left as they are)."""
+    if not self.info.is_image:
+      return x
+    low, high = self.config.data.value_range
+    return low + (high - low) * (x + 1.0) / 2.0
+
+  def _from_value_range(self, x: jax.Array) -> jax.Array:
+    if not self.info.is_image:
+      return x
+    low, high = self.config.data.value_range
+    return (x - low) / (high - low) * 2.0 - 1.0
+
+  # --- losses ---------------------------------------------------------------------------------
+  def discriminator_loss(self, d_params, g_params, model_state, batch, rng):
+    """L_D on one critic slice {"x" [b, ...], "label" [b]} -> (loss, (metrics, model_state))."""
+    model = self.config.model
+    z_rng, real_aug_rng, fake_aug_rng, eps_rng = jax.random.split(rng, 4)
+    real = self._from_value_range(batch["x"])
+    labels = self._labels(batch)
+    fake = jax.lax.stop_gradient(
+      self._generate(g_params, self._latents(z_rng, real.shape[0]), labels)
+    )
+    real, fake = self._augment(real, real_aug_rng), self._augment(fake, fake_aug_rng)
+    d_real, model_state = self._discriminate(d_params, model_state, real, labels, update_stats=True)
+    d_fake, model_state = self._discriminate(d_params, model_state, fake, labels, update_stats=True)
+    adversarial = self.loss_fns.discriminator(d_real, d_fake)
+    loss = adversarial
+    metrics = {"d_adversarial": adversarial, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
+
+    def critic(x):
+      return self._discriminate(d_params, model_state, x, labels, update_stats=False)[0]
+
+    if model.gradient_penalty > 0:
+      eps = jax.random.uniform(eps_rng, (real.shape[0],))
+      metrics["gradient_penalty"] = gradient_penalty(critic, real, fake, eps)
+      loss = loss + model.gradient_penalty * metrics["gradient_penalty"]
+    if model.r1_gamma > 0:
+      metrics["r1"] = r1_penalty(critic, real)
+      loss = loss + 0.5 * model.r1_gamma * metrics["r1"]
+    return loss, (metrics, model_state)
+
+  def generator_loss(self, g_params, d_params, model_state, rng, num: int):
+    """L_G for `num` fresh latents (labels uniform when conditional); returns (loss, metrics)."""
+    z_rng, label_rng, aug_rng = jax.random.split(rng, 3)
+    labels = (
+      jax.random.randint(label_rng, (num,), 0, self.num_classes) if self.num_classes else None
+    )
+    fake = self._augment(self._generate(g_params, self._latents(z_rng, num), labels), aug_rng)
+    d_fake, _ = self._discriminate(d_params, model_state, fake, labels, update_stats=False)
+    adversarial = self.loss_fns.generator(d_fake)
+    loss, metrics = adversarial, {"g_adversarial": adversarial}
+    if self.config.model.g_ortho_reg > 0:
+      metrics["g_ortho"] = orthogonal_regularization(g_params)
+      loss = loss + self.config.model.g_ortho_reg * metrics["g_ortho"]
+    return loss, metrics
+
+  # --- the step -------------------------------------------------------------------------------
+  def train_step(self, state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    n_critic = self.config.model.n_critic
+    per_update = batch["x"].shape[0] // n_critic
+    rng, d_rng, g_rng = jax.random.split(state.rng, 3)
+
+    # Slice k takes rows k, k + n, k + 2n, ...: with the batch sharded over the mesh in contiguous
+    # blocks, every critic slice then stays spread over all devices.
+    def critic_slices(values):
+      return values.reshape(per_update, n_critic, *values.shape[1:]).swapaxes(0, 1)
+
+    slices = {key: critic_slices(batch[key]) for key in ("x", "label") if key in batch}
+    g_params = state.params["generator"]
+
+    def critic_update(carry, critic_batch, key):
+      d_params, d_opt_state, model_state = carry
+      grad_fn = jax.value_and_grad(self.discriminator_loss, has_aux=True)
+      (loss, (metrics, model_state)), grads = grad_fn(
+        d_params, g_params, model_state, critic_batch, key
+      )
+      view = state.replace(
+        params={"discriminator": d_params},
+        ema_params={"discriminator": d_params},
+        opt_state={"discriminator": d_opt_state},
+      )
+      d_params, _, d_opt_state = apply_updates(
+        view, grads, self.optimizer.discriminator, 0.0, params_key="discriminator"
+      )
+      metrics = {"d_loss": loss, **metrics, "d_grad_norm": optax.global_norm(grads)}
+      return (d_params, d_opt_state, model_state), metrics
+
+    carry = (state.params["discriminator"], state.opt_state["discriminator"], state.model_state)
+    # A Python loop, unrolled at trace time: XLA:CPU runs the convolutions of a lax.scan/while body
+    # about 13x slower (measured on the DCGAN step, even with unroll=True); n_critic is small.
+    per_update_metrics = []
+    for index, key in enumerate(jax.random.split(d_rng, n_critic)):
+      critic_batch = {name: values[index] for name, values in slices.items()}
+      carry, metrics = critic_update(carry, critic_batch, key)
+      per_update_metrics.append(metrics)
+    d_params, d_opt_state, model_state = carry
+    d_metrics = jax.tree.map(lambda *values: jnp.stack(values), *per_update_metrics)
+
+    grad_fn = jax.value_and_grad(self.generator_loss, has_aux=True)
+    (g_loss, g_metrics), g_grads = grad_fn(g_params, d_params, model_state, g_rng, per_update)
+    g_params, g_ema, g_opt_state = apply_updates(
+      state, g_grads, self.optimizer.generator, self.config.optim.ema_decay, params_key="generator"
+    )
+
+    metrics = {name: values.mean() for name, values in d_metrics.items()}
+    metrics.update(
+      g_loss=g_loss,
+      **g_metrics,
+      g_grad_norm=optax.global_norm(g_grads),
+      **self._learning_rates(state.step),
+    )
+    max_d_loss = self.config.training.max_d_loss
+    if max_d_loss > 0:
+      metrics["d_loss_exceeds_max_d_loss"] = jnp.where(
+        d_metrics["d_loss"].max() > max_d_loss, jnp.nan, 0.0
+      )
+    new_state = state.replace(
+      step=state.step + 1,
+      params={"generator": g_params, "discriminator": d_params},
+      ema_params={"generator": g_ema, "discriminator": d_params},
+      model_state=model_state,
+      opt_state={"generator": g_opt_state, "discriminator": d_opt_state},
+      rng=rng,
+    )
+    return new_state, metrics
+
+  # --- evaluation and samples -----------------------------------------------------------------
+  def eval_metrics(self, params, model_state, batch, rng):
+    """Per example: D's logits on the real example (d_real) and on a generated one for the same
+    label (d_fake); on the 2-D mixtures also high_quality (within 3 std of a mode), mode_distance
+    and modes_covered (of this batch's generated points, repeated per example)."""
+    labels = self._labels(batch)
+    z = self._latents(rng, batch["x"].shape[0], self.config.sampling.truncation)
+    fake = self._generate(params["generator"], z, labels)
+    real = self._from_value_range(batch["x"])
+    metrics = {
+      "d_real": self._discriminate(params["discriminator"], model_state, real, labels, False)[0],
+      "d_fake": self._discriminate(params["discriminator"], model_state, fake, labels, False)[0],
+    }
+    if self.mixture is not None:
+      modes, std = self.mixture
+      stats = mode_statistics(fake, modes, std)
+      metrics.update(
+        high_quality=stats["high_quality"],
+        mode_distance=stats["mode_distance"],
+        modes_covered=jnp.full(fake.shape[:1], stats["modes_covered"]),
+      )
+    return metrics
+
+  def sample(self, params, model_state, rng, num):
+    z_rng, label_rng = jax.random.split(rng)
+    labels = (
+      jax.random.randint(label_rng, (num,), 0, self.num_classes) if self.num_classes else None
+    )
+    z = self._latents(z_rng, num, self.config.sampling.truncation)
+    return self._to_value_range(self._generate(params["generator"], z, labels))
+
+  def image_grids(self, params, model_state, batch, rng):
+    grids = {"samples": self.sample(params, model_state, rng, self.config.sampling.num_samples)}
+    if not self.info.is_image:
+      return grids
+    columns = self.config.sampling.grid_columns
+    truncation = self.config.sampling.truncation
+    z_rng, start_rng, end_rng = jax.random.split(jax.random.fold_in(rng, 1), 3)
+    g_params = params["generator"]
+    if self.num_classes:
+      z = jnp.tile(self._latents(z_rng, columns, truncation), (self.num_classes, 1))
+      labels = jnp.repeat(jnp.arange(self.num_classes), columns)
+      grids["class_conditional"] = self._to_value_range(self._generate(g_params, z, labels))
+    rows = max(self.config.sampling.num_samples // columns, 1)
+    start, end = (
+      self._latents(start_rng, rows, truncation),
+      self._latents(end_rng, rows, truncation),
+    )
+    weights = jnp.linspace(0.0, 1.0, columns)[None, :, None]
+    path = (start[:, None] * (1.0 - weights) + end[:, None] * weights).reshape(rows * columns, -1)
+    labels = jnp.repeat(jnp.arange(rows) % self.num_classes, columns) if self.num_classes else None
+    grids["interpolations"] = self._to_value_range(self._generate(g_params, path, labels))
+    return grids
+
+  def benchmark_functions(self, params, model_state, batch, rng):
+    """Sampling a batch of images from the EMA generator (the train step is timed already)."""
+    num = batch["x"].shape[0]
+    return {"sample": (functools.partial(self.sample, num=num), (params, model_state, rng), num)}
+
+  def parameter_groups(self, params):
+    return {"generator": params["generator"], "discriminator": params["discriminator"]}

@@ -1,0 +1,1 @@
+"""GAN building blocks: adversarial losses, regularizers, DiffAugment and mode-coverage metrics."""
