@@ -1,0 +1,2 @@
+"""Score-based diffusion: processes, objectives, samplers, likelihoods and controllable
+generation."""

@@ -1,0 +1,98 @@
+"""The config keys of the diffusion family, added to `base_config()` by `add_diffusion_defaults`.
+
+diffusion.*  process ("ddpm", "vp", "subvp", "ve", "edm") and its constants, the objective
+             ("eps", "v", "dsm", "edm"), loss reduction and weighting, label dropout for guidance
+sampling.*   sampler and its settings (see genjax.diffusion.samplers), guidance weight, clipping,
+             inpainting/SDEdit settings of the image grids
+eval.*       likelihood ("vlb" for ddpm, "ode" for continuous processes, "none") and its settings
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def add_diffusion_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  config.family = "diffusion"
+  config.diffusion = d = ml_collections.ConfigDict()
+  d.process = "ddpm"
+  d.num_timesteps = 1000  # ddpm
+  d.beta_schedule = "linear"  # ddpm: "linear" or "cosine"
+  d.beta_start = 1e-4  # ddpm linear schedule
+  d.beta_end = 0.02
+  d.beta_min = 0.1  # vp / subvp: beta(t) linear on [0, 1]
+  d.beta_max = 20.0
+  d.sigma_min = 0.01  # ve (edm: 0.002)
+  d.sigma_max = 50.0  # ve (edm: 80)
+  d.t_min = 1e-3  # vp / subvp / ve: smallest time in sampling and likelihoods
+  d.rho = 7.0  # edm time grid
+  d.p_mean = -1.2  # edm training sigma: ln sigma ~ N(p_mean, p_std^2)
+  d.p_std = 1.2
+  d.sigma_data = 0.5  # edm preconditioning
+  d.objective = "eps"
+  d.reduce = "mean"  # "mean" or "sum" over the dimensions of an example
+  d.likelihood_weighting = False  # dsm only: weight g(t)^2
+  d.importance_sampling = False  # dsm + likelihood weighting: t uniform in log-SNR
+  d.model_variance = "fixedlarge"  # ddpm variational bound: "fixedlarge" or "fixedsmall"
+  d.label_dropout = 0.0  # > 0 (e.g. 0.1) with model.num_classes: classifier-free guidance training
+
+  s = config.sampling
+  s.sampler = "ancestral"  # ancestral, ddim, pc, ode, heun, dpm_solver
+  s.num_steps = 1000
+  s.eta = 0.0  # ddim
+  s.predictor = "reverse_diffusion"  # pc: "euler_maruyama" or "reverse_diffusion"
+  s.corrector_steps = 1  # pc: Langevin steps per step
+  s.snr = 0.16  # pc: Langevin signal-to-noise ratio
+  s.ode_solver = "tsit5"  # ode: tsit5, dopri5 (adaptive or fixed), euler, heun (fixed)
+  s.adaptive = True
+  s.rtol = 1e-5
+  s.atol = 1e-5
+  s.max_ode_steps = 4096
+  s.churn = 0.0  # heun: S_churn (0: deterministic)
+  s.churn_tmin = 0.0
+  s.churn_tmax = 1e9
+  s.noise_scale = 1.0  # heun: S_noise
+  s.guidance = 0.0  # classifier-free guidance weight w (class-conditional models)
+  s.clip_denoised = True  # images: clip the final sample to data.value_range
+  s.edit_num_steps = 100  # image grids: steps of the inpainting and SDEdit samplers
+  s.edit_strength = 0.5  # image grids: SDEdit strength
+
+  e = config.eval
+  e.likelihood = "vlb"  # "vlb" (ddpm), "ode" (continuous processes) or "none"
+  e.vlb_timesteps = 0  # ddpm bound: 0 sums all N terms, K > 0 is a K-term Monte Carlo estimate
+  e.trace_estimator = "hutchinson"  # ode likelihood: hutchinson, gaussian, exact
+  e.ode_solver = "tsit5"
+  e.adaptive = True
+  e.rtol = 1e-5
+  e.atol = 1e-5
+  e.num_steps = 100  # fixed-step ode likelihood
+  e.max_ode_steps = 4096
+  return config
+
+
+def add_unet_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """model.* of genjax.models.unet.UNet, set to DDPM's CIFAR-10 network (35.7M parameters)."""
+  model = config.model
+  model.name = "unet"
+  model.channels = 128
+  model.channel_mult = (1, 2, 2, 2)
+  model.num_res_blocks = 2
+  model.attention_resolutions = (16,)
+  model.dropout = 0.1
+  model.embedding = "positional"  # or "fourier" (of the network time, which must then be positive)
+  model.fourier_scale = 16.0
+  model.resblock = "ddpm"  # or "biggan" (DDPM++/NCSN++)
+  model.skip_rescale = False
+  model.norm_groups = 32
+  model.num_classes = 0  # > 0: class-conditional (classifier-free guidance with label_dropout)
+  return config
+
+
+def add_mlp_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """model.* of genjax.models.score_mlp.ScoreMLP for 2-D data."""
+  model = config.model
+  model.name = "score_mlp"
+  model.hidden = (256, 256, 256)
+  model.embedding_dim = 64
+  model.num_classes = 0
+  return config

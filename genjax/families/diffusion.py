@@ -1,0 +1,257 @@
+"""The score-based diffusion family: DDPM, VP / sub-VP / VE SDEs and EDM on one interface.
+
+Config (see genjax.diffusion.settings for every key and its default):
+  diffusion.process     ddpm | vp | subvp | ve | edm          (genjax.diffusion.processes)
+  diffusion.objective   eps | v | dsm | edm                   (genjax.diffusion.objectives)
+  model.name            unet | score_mlp; model.num_classes > 0 makes it class-conditional
+  sampling.sampler      ancestral | ddim | pc | ode | heun | dpm_solver, sampling.num_steps
+  sampling.guidance     classifier-free guidance weight (needs diffusion.label_dropout > 0)
+  eval.likelihood       vlb (ddpm) | ode (continuous processes) | none
+
+Hooks:
+  loss          the objective (diffusion.objective, reduced per example by diffusion.reduce)
+                averaged over the batch
+  eval_metrics  per example: "loss" (the training objective with eval randomness), and
+                bpd_vlb  ddpm: the variational bound in bits/dim over the preprocessed image
+                         (MNIST padded to 32x32 counts all 1024 pixels), data on the 256 levels of
+                         [-1, 1], discretized Gaussian decoder (genjax.diffusion.likelihood)
+                bpd_ode  images, continuous processes: probability-flow ODE bits/dim with uniform
+                         dequantization, + 8 - log2(range) (score_sde convention)
+                nll_ode  points: -log p(x) in nats from the probability-flow ODE
+  sample        sampling.sampler from the prior; class-conditional models get labels i mod classes
+  image_grids   samples; for images also inpainting (bottom half of eval images re-generated) and
+                SDEdit edits (eval images noised to sampling.edit_strength), each shown next to its
+                input
+EMA parameters are used for sampling and evaluation by the runner (sampling.use_ema, eval.use_ema).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genjax import parallel
+from genjax.diffusion import editing, likelihood, objectives
+from genjax.diffusion.processes import make_process
+from genjax.diffusion.samplers import make_sampler, network_evaluations
+from genjax.families import FAMILIES
+from genjax.families.base import Family
+from genjax.models.score_mlp import ScoreMLP
+from genjax.models.unet import UNet
+from genjax.registry import Registry
+
+NETWORKS: Registry = Registry("diffusion network")
+
+
+@NETWORKS.register("unet")
+def _unet(model, num_classes: int) -> UNet:
+  return UNet(
+    channels=model.channels,
+    channel_mult=tuple(model.channel_mult),
+    num_res_blocks=model.num_res_blocks,
+    attention_resolutions=tuple(model.attention_resolutions),
+    dropout=model.dropout,
+    embedding=model.embedding,
+    fourier_scale=model.fourier_scale,
+    num_classes=num_classes,
+    resblock=model.resblock,
+    skip_rescale=model.skip_rescale,
+    groups=model.norm_groups,
+  )
+
+
+@NETWORKS.register("score_mlp")
+def _score_mlp(model, num_classes: int) -> ScoreMLP:
+  return ScoreMLP(
+    hidden=tuple(model.hidden), embedding_dim=model.embedding_dim, num_classes=num_classes
+  )
+
+
+@FAMILIES.register("diffusion")
+class DiffusionFamily(Family):
+  def __init__(self, config, info, example_shape):
+    super().__init__(config, info, example_shape)
+    settings = config.diffusion
+    self.process = make_process(settings)
+    objectives.check_objective(self.process, settings)
+    self.denoiser = objectives.Denoiser(self.process, settings.objective, settings.sigma_data)
+    self.num_classes = config.model.num_classes
+    if self.num_classes and self.num_classes != info.num_classes:
+      raise ValueError(
+        f"model.num_classes={self.num_classes} but {config.data.name} has "
+        f"{info.num_classes} classes; set model.num_classes to {info.num_classes} or 0."
+      )
+    if config.sampling.guidance and not (self.num_classes and settings.label_dropout > 0):
+      raise ValueError(
+        "sampling.guidance needs a class-conditional model trained with dropped labels: "
+        "set model.num_classes and diffusion.label_dropout > 0 (e.g. 0.1)."
+      )
+    self.network = NETWORKS.get(config.model.name)(config.model, self.num_classes)
+    self.sampler = make_sampler(config.sampling.sampler, self.process, config.sampling)
+    self._check_likelihood()
+
+  def _check_likelihood(self) -> None:
+    choice, data = self.config.eval.likelihood, self.config.data
+    if choice not in ("vlb", "ode", "none"):
+      raise ValueError(f"Unknown eval.likelihood {choice!r}; use vlb, ode or none.")
+    if choice == "vlb":
+      if not self.process.discrete:
+        raise ValueError("eval.likelihood='vlb' is the DDPM bound; continuous processes use 'ode'.")
+      if not self.info.is_image or tuple(data.value_range) != (-1.0, 1.0) or data.dequantize:
+        raise ValueError(
+          "The DDPM bound needs images on their 256 levels in [-1, 1]: set "
+          "data.value_range=(-1., 1.) and data.dequantize=False (or eval.likelihood='none')."
+        )
+      self.bound = likelihood.DDPMBound(self.process, self.config.diffusion.model_variance)
+    if choice == "ode" and self.process.discrete:
+      raise ValueError("eval.likelihood='ode' needs a continuous process; ddpm uses 'vlb'.")
+
+  # --- the network as eps_fn ----------------------------------------------------------------------
+  def _network(self, params, labels, train: bool = False, rng=None):
+    rngs = {"dropout": rng} if train else {}
+
+    def apply(x_in, time):
+      return self.network.apply({"params": params}, x_in, time, labels, train=train, rngs=rngs)
+
+    return apply
+
+  def _labelled_eps(self, params):
+    def eps(x, t, labels):
+      return self.denoiser.eps(self._network(params, labels if self.num_classes else None), x, t)
+
+    return eps
+
+  def eps_fn(self, params, labels=None):
+    """(x, t) -> eps_hat with the EMA/given params, guided by sampling.guidance when conditional."""
+    if not self.num_classes:
+      return lambda x, t: self._labelled_eps(params)(x, t, None)
+    return editing.guided_eps(
+      self._labelled_eps(params), labels, self.num_classes, self.config.sampling.guidance
+    )
+
+  def _train_labels(self, batch, rng):
+    if not self.num_classes:
+      return None
+    labels = batch["label"]
+    drop = jax.random.bernoulli(rng, self.config.diffusion.label_dropout, labels.shape)
+    return jnp.where(drop, self.num_classes, labels)
+
+  # --- hooks --------------------------------------------------------------------------------------
+  def init(self, rng, batch):
+    x = batch["x"]
+    labels = jnp.zeros((x.shape[0],), jnp.int32) if self.num_classes else None
+    time = self.process.network_time(jnp.full((x.shape[0],), self.process.t_max, jnp.float32))
+    return self.network.init(rng, x, time, labels)["params"], {}
+
+  def loss(self, params, model_state, batch, rng):
+    label_rng, dropout_rng, loss_rng = jax.random.split(rng, 3)
+    network = self._network(
+      params, self._train_labels(batch, label_rng), train=True, rng=dropout_rng
+    )
+    per_example = objectives.per_example_loss(
+      self.denoiser, network, batch["x"], loss_rng, self.config.diffusion
+    )
+    return per_example.mean(), ({}, model_state)
+
+  def eval_metrics(self, params, model_state, batch, rng):
+    x = batch["x"]
+    loss_rng, likelihood_rng, dequantize_rng = jax.random.split(rng, 3)
+    labels = batch.get("label") if self.num_classes else None
+    network = self._network(params, labels)
+    metrics = {
+      "loss": objectives.per_example_loss(
+        self.denoiser, network, x, loss_rng, self.config.diffusion
+      )
+    }
+    eps_fn = lambda y, t: self.denoiser.eps(network, y, t)  # noqa: E731
+    choice = self.config.eval.likelihood
+    if choice == "vlb":
+      terms = self.bound.total(eps_fn, x, likelihood_rng, self.config.eval.vlb_timesteps)
+      scale = 1.0 / (np.prod(x.shape[1:]) * likelihood.LOG2)
+      metrics.update(
+        bpd_vlb=terms["vlb"] * scale,
+        bpd_vlb_prior=terms["prior"] * scale,
+        bpd_vlb_decoder=terms["decoder"] * scale,
+      )
+    elif choice == "ode":
+      value_range = tuple(self.config.data.value_range)
+      if self.info.is_image and not self.config.data.dequantize:
+        x = likelihood.dequantize(x, dequantize_rng, value_range)
+      log_p = likelihood.ode_log_likelihood(
+        self.process, eps_fn, x, likelihood_rng, self.config.eval, self.config.eval.trace_estimator
+      )
+      if self.info.is_image:
+        metrics["bpd_ode"] = likelihood.bits_per_dim(log_p, int(np.prod(x.shape[1:])), value_range)
+      else:
+        metrics["nll_ode"] = -log_p
+    return metrics
+
+  def _sample_labels(self, num: int):
+    return jnp.arange(num, dtype=jnp.int32) % self.num_classes if self.num_classes else None
+
+  def _finish(self, x):
+    if self.info.is_image and self.config.sampling.clip_denoised:
+      low, high = self.config.data.value_range
+      return jnp.clip(x, low, high)
+    return x
+
+  def _shard(self, x):
+    mesh = parallel.make_mesh()
+    if x.shape[0] % mesh.size:
+      return x
+    return jax.lax.with_sharding_constraint(x, parallel.batch_sharded(mesh))
+
+  def sample_with(self, sampler, params, rng, num: int):
+    """`num` samples [num, *example_shape] from the given sampler (batch sharded over the mesh)."""
+    eps = self.eps_fn(params, self._sample_labels(num))
+    sharded_eps = lambda x, t: eps(self._shard(x), t)  # noqa: E731
+    return self._finish(sampler(sharded_eps, rng, (num, *self.example_shape)))
+
+  def sample(self, params, model_state, rng, num):
+    return self.sample_with(self.sampler, params, rng, num)
+
+  def image_grids(self, params, model_state, batch, rng):
+    """samples; images also get inpainting and sdedit grids: rows alternate input and output."""
+    count = self.config.sampling.num_samples
+    sample_rng, inpaint_rng, edit_rng = jax.random.split(rng, 3)
+    grids = {"samples": self.sample(params, model_state, sample_rng, count)}
+    if not self.info.is_image:
+      return grids
+    sampling = self.config.sampling
+    columns = sampling.grid_columns
+    num = min(max(count // 2 // columns, 1) * columns, batch["x"].shape[0])
+    x = batch["x"][:num]
+    eps = self.eps_fn(params, batch["label"][:num] if self.num_classes else None)
+    height = x.shape[1]
+    top_rows = (jnp.arange(height) < height // 2).astype(x.dtype)
+    mask = top_rows[None, :, None, None] * jnp.ones_like(x)
+    low = self.config.data.value_range[0]
+    inpainted = editing.inpaint(self.process, eps, inpaint_rng, x, mask, sampling.edit_num_steps)
+    edited = editing.sdedit(
+      self.process, eps, edit_rng, x, sampling.edit_strength, sampling.edit_num_steps
+    )
+
+    def interleave(inputs, outputs):
+      rows = lambda v: v.reshape(-1, columns, *v.shape[1:])  # noqa: E731
+      return jnp.stack([rows(inputs), rows(outputs)], axis=1).reshape(-1, *x.shape[1:])
+
+    grids["inpainting"] = interleave(mask * x + (1 - mask) * low, self._finish(inpainted))
+    grids["sdedit"] = interleave(x, self._finish(edited))
+    return grids
+
+  def benchmark_functions(self, params, model_state, batch, rng):
+    """Every sampler that fits the process, at the batch size of `batch`, with sampling.num_steps
+    (names carry the network evaluations per sample, e.g. 'sample_ddim_nfe50')."""
+    num = batch["x"].shape[0]
+    functions = {}
+    for name in ("ancestral", "ddim", "pc", "ode", "heun", "dpm_solver"):
+      try:
+        sampler = make_sampler(name, self.process, self.config.sampling)
+      except ValueError:
+        continue
+      evaluations = network_evaluations(name, self.config.sampling)
+      label = f"sample_{name}" + (f"_nfe{evaluations}" if evaluations else "_adaptive")
+      fn = lambda params, rng, sampler=sampler: self.sample_with(sampler, params, rng, num)  # noqa: E731
+      functions[label] = (fn, (params, rng), num)
+    return functions
