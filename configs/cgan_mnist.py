@@ -13,54 +13,17 @@ Expected: samples/class_conditional_<step>.png shows row k drawing digit k after
 (wall time in the README results table once measured); the tiny run only shows blobs.
 """
 
-from genjax.families.gan import gan_base_config
+from pathlib import Path
+
+from genjax.config import config_from_file
 
 
 def get_config(arg: str = ""):
-  config = gan_base_config()
-  config.data.name = "mnist"
-  config.data.image_size = 32
-  config.data.value_range = (-1.0, 1.0)
-
+  config = config_from_file(Path(__file__).with_name("dcgan_mnist.py"), arg)
   model = config.model
   model.name = "cdcgan_projection_mnist"
-  model.network = "dcgan"
   model.conditional = True
-  model.latent_dim = 100
-  model.g_features = (256, 128, 64)
-  model.d_features = (64, 128, 256)
-  model.g_norm = "batch"
   model.d_norm = "none"
   model.spectral_norm = True
   model.loss = "hinge"
-
-  config.optim.lr = 2e-4
-  config.optim.d_lr = 2e-4
-  config.optim.b1 = 0.5
-  config.optim.b2 = 0.999
-  config.optim.ema_decay = 0.999
-
-  training = config.training
-  training.batch_size = 64
-  training.num_train_steps = 10_000
-  training.log_every = 200
-  training.checkpoint_every = 2_000
-  training.sample_every = 1_000
-  training.max_d_loss = 100.0
-
-  config.eval.batch_size = 500
-  config.eval.num_examples = 10_000
-  config.sampling.num_samples = 64
-
-  if arg == "tiny":
-    model.g_features = (64, 32, 16)
-    model.d_features = (16, 32, 64)
-    training.num_train_steps = 300
-    training.log_every = 50
-    training.checkpoint_every = 150
-    training.sample_every = 0
-    config.optim.ema_decay = 0.99
-    config.eval.num_examples = 1_000
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; use 'tiny' or nothing.")
   return config

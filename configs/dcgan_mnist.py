@@ -18,25 +18,13 @@ from genjax.families.gan import gan_base_config
 
 
 def get_config(arg: str = ""):
+  # gan_base_config() holds these nets, the non-saturating loss and Adam 2e-4 (b1 0.5) for G and D.
   config = gan_base_config()
   config.data.name = "mnist"
   config.data.image_size = 32
-  config.data.value_range = (-1.0, 1.0)
 
   model = config.model
   model.name = "dcgan_mnist"
-  model.network = "dcgan"
-  model.latent_dim = 100
-  model.g_features = (256, 128, 64)
-  model.d_features = (64, 128, 256)
-  model.g_norm = "batch"
-  model.d_norm = "batch"
-  model.loss = "non_saturating"
-
-  config.optim.lr = 2e-4
-  config.optim.d_lr = 2e-4
-  config.optim.b1 = 0.5
-  config.optim.b2 = 0.999
   config.optim.ema_decay = 0.999
 
   training = config.training
@@ -47,9 +35,7 @@ def get_config(arg: str = ""):
   training.sample_every = 1_000
   training.max_d_loss = 100.0
 
-  config.eval.batch_size = 500
   config.eval.num_examples = 10_000
-  config.sampling.num_samples = 64
 
   if arg == "tiny":
     model.g_features = (64, 32, 16)

@@ -18,16 +18,12 @@ from genjax.diffusion.settings import add_diffusion_defaults, add_unet_defaults
 
 
 def get_config(arg: str = ""):
+  # The defaults are this model: DDPM's UNet, 1000 linear-beta steps, epsilon loss, ancestral
+  # sampling and the full variational bound.
   config = add_unet_defaults(add_diffusion_defaults(base_config()))
   config.data.name = "cifar10"
   config.data.value_range = (-1.0, 1.0)
   config.data.random_flip = True
-
-  diffusion = config.diffusion
-  diffusion.process = "ddpm"
-  diffusion.num_timesteps = 1000
-  diffusion.beta_schedule = "linear"
-  diffusion.objective = "eps"
 
   config.optim.lr = 2e-4
   config.optim.warmup_steps = 5000
@@ -39,13 +35,6 @@ def get_config(arg: str = ""):
   training.num_train_steps = 800_000
   training.log_every = 1000
   training.checkpoint_every = 10_000
-
-  config.sampling.sampler = "ancestral"
-  config.sampling.num_steps = 1000
-  config.eval.batch_size = 500
-  config.eval.num_examples = 0
-  config.eval.likelihood = "vlb"
-  config.eval.vlb_timesteps = 0
 
   if arg == "tiny":
     _tiny(config)

@@ -23,6 +23,7 @@ from genjax.diffusion.settings import add_diffusion_defaults, add_unet_defaults
 
 
 def get_config(arg: str = ""):
+  # The defaults are DDPM: 1000 linear-beta steps, epsilon loss, dropout 0.1, attention at 16x16.
   config = add_unet_defaults(add_diffusion_defaults(base_config()))
   config.data.name = "mnist"
   config.data.image_size = 32
@@ -31,17 +32,7 @@ def get_config(arg: str = ""):
   model = config.model
   model.channels = 64
   model.channel_mult = (1, 2, 2)
-  model.num_res_blocks = 2
-  model.attention_resolutions = (16,)
-  model.dropout = 0.1
 
-  diffusion = config.diffusion
-  diffusion.process = "ddpm"
-  diffusion.num_timesteps = 1000
-  diffusion.beta_schedule = "linear"
-  diffusion.objective = "eps"
-
-  config.optim.name = "adam"
   config.optim.lr = 2e-4
   config.optim.warmup_steps = 100
   config.optim.grad_clip_norm = 1.0
@@ -53,15 +44,13 @@ def get_config(arg: str = ""):
   training.log_every = 50
   training.checkpoint_every = 300
 
-  config.sampling.sampler = "ddim"
-  config.sampling.num_steps = 50
-  config.sampling.eta = 0.0
-  config.sampling.num_samples = 64
-  config.sampling.edit_num_steps = 50
+  sampling = config.sampling
+  sampling.sampler = "ddim"
+  sampling.num_steps = 50
+  sampling.edit_num_steps = 50
 
   config.eval.batch_size = 100
   config.eval.num_examples = 1000
-  config.eval.likelihood = "vlb"
   config.eval.vlb_timesteps = 20
 
   if arg == "tiny":
@@ -74,9 +63,9 @@ def get_config(arg: str = ""):
     training.log_every = 10
     training.checkpoint_every = 20
     config.optim.warmup_steps = 0
-    config.sampling.num_steps = 10
-    config.sampling.num_samples = 16
-    config.sampling.edit_num_steps = 10
+    sampling.num_steps = 10
+    sampling.num_samples = 16
+    sampling.edit_num_steps = 10
     config.eval.batch_size = 32
     config.eval.num_examples = 64
     config.eval.vlb_timesteps = 4

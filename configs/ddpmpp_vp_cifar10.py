@@ -12,64 +12,24 @@ uniform dequantization (paper: 3.01 for the likelihood-weighted variant, FID 2.9
   python -m genjax.main --config=configs/ddpmpp_vp_cifar10.py:tiny --workdir=/tmp/ddpmpp_tiny
 """
 
-from genjax.config import base_config
-from genjax.diffusion.settings import add_diffusion_defaults, add_unet_defaults
+from pathlib import Path
+
+from genjax.config import config_from_file
+from genjax.diffusion.settings import use_score_sde
 
 
 def get_config(arg: str = ""):
-  config = add_unet_defaults(add_diffusion_defaults(base_config()))
-  config.data.name = "cifar10"
-  config.data.value_range = (-1.0, 1.0)
-  config.data.random_flip = True
-
-  model = config.model
-  model.num_res_blocks = 4
-  model.resblock = "biggan"
-  model.skip_rescale = True
-
-  diffusion = config.diffusion
-  diffusion.process = "vp"
-  diffusion.objective = "dsm"
-  diffusion.reduce = "mean"
-  diffusion.t_min = 1e-5
-
-  config.optim.lr = 2e-4
-  config.optim.warmup_steps = 5000
-  config.optim.grad_clip_norm = 1.0
-  config.optim.ema_decay = 0.9999
-
-  training = config.training
-  training.batch_size = 128
-  training.num_train_steps = 1_300_000
-  training.log_every = 1000
-  training.checkpoint_every = 10_000
-
-  sampling = config.sampling
-  sampling.sampler = "pc"
-  sampling.predictor = "euler_maruyama"
-  sampling.corrector_steps = 0
-  sampling.num_steps = 1000
-  config.eval.batch_size = 500
-  config.eval.likelihood = "ode"
-
+  # ddpm_cifar10's data, optimizer and batch (and its tiny variant's synthetic data and small UNet).
+  config = use_score_sde(config_from_file(Path(__file__).with_name("ddpm_cifar10.py"), arg), "vp")
+  config.model.resblock = "biggan"
+  config.model.skip_rescale = True
+  config.sampling.predictor = "euler_maruyama"
+  config.sampling.corrector_steps = 0
   if arg == "tiny":
-    config.data.name = "synthetic_images"
-    config.data.num_examples = 512
-    model.channels = 16
-    model.channel_mult = (1, 2)
-    model.num_res_blocks = 1
-    model.norm_groups = 8
-    config.optim.warmup_steps = 0
-    training.batch_size = 16
-    training.num_train_steps = 20
-    training.log_every = 10
-    training.checkpoint_every = 20
-    sampling.num_steps = 10
-    sampling.num_samples = 16
-    sampling.edit_num_steps = 10
     config.eval.batch_size = 8
     config.eval.num_examples = 8
     config.eval.rtol = config.eval.atol = 1e-3
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; use 'tiny' or nothing.")
+  else:
+    config.model.num_res_blocks = 4
+    config.training.num_train_steps = 1_300_000
   return config

@@ -21,10 +21,8 @@ from genjax.families.gan import gan_base_config
 
 
 def get_config(arg: str = ""):
-  config = gan_base_config()
+  config = gan_base_config()  # pixels in [-1, 1], Adam 2e-4 for G and D
   config.data.name = "cifar10"
-  config.data.value_range = (-1.0, 1.0)
-  config.data.random_flip = False
 
   model = config.model
   model.name = "sngan_resnet_cifar10"
@@ -33,18 +31,14 @@ def get_config(arg: str = ""):
   model.g_features = (256, 256, 256)
   model.d_features = (128, 128, 128, 128)
   model.d_downsample = (True, True, False, False)
-  model.d_pooling = "sum"
   model.spectral_norm = True
   model.loss = "hinge"
   model.n_critic = 5
 
   optim = config.optim
-  optim.lr = 2e-4
-  optim.d_lr = 2e-4
   optim.b1 = 0.0
   optim.b2 = 0.9
-  optim.schedule = "linear"
-  optim.end_lr_factor = 0.0
+  optim.schedule = "linear"  # to 0 (optim.end_lr_factor)
   optim.ema_decay = 0.9999
 
   training = config.training
@@ -55,14 +49,12 @@ def get_config(arg: str = ""):
   training.sample_every = 5_000
   training.max_d_loss = 100.0
 
-  config.eval.batch_size = 500
   config.eval.num_examples = 10_000
   config.sampling.num_samples = 100
   config.sampling.grid_columns = 10
 
   if arg == "tiny":
     config.data.name = "synthetic_images"
-    config.data.synthetic_shape = (32, 32, 3)
     config.data.num_examples = 2_000
     model.g_features = (32, 32, 32)
     model.d_features = (32, 32, 32, 32)

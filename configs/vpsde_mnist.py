@@ -18,66 +18,21 @@ only exercises the pipeline (measured: eval/bpd_ode = 13.25 after 40 steps, i.e.
 model).
 """
 
-from genjax.config import base_config
-from genjax.diffusion.settings import add_diffusion_defaults, add_unet_defaults
+from pathlib import Path
+
+from genjax.config import config_from_file
+from genjax.diffusion.settings import use_score_sde
 
 
 def get_config(arg: str = ""):
-  config = add_unet_defaults(add_diffusion_defaults(base_config()))
-  config.data.name = "mnist"
-  config.data.image_size = 32
-  config.data.value_range = (-1.0, 1.0)
-
-  model = config.model
-  model.channels = 64
-  model.channel_mult = (1, 2, 2)
-  model.num_res_blocks = 2
-  model.attention_resolutions = (16,)
-
-  diffusion = config.diffusion
-  diffusion.process = "vp"
-  diffusion.objective = "dsm"
-  diffusion.t_min = 1e-5
-
-  config.optim.lr = 2e-4
-  config.optim.warmup_steps = 100
-  config.optim.grad_clip_norm = 1.0
-  config.optim.ema_decay = 0.995
-
-  training = config.training
-  training.batch_size = 64
-  training.num_train_steps = 1200
-  training.log_every = 50
-  training.checkpoint_every = 300
-
-  sampling = config.sampling
-  sampling.sampler = "pc"
-  sampling.num_steps = 100
-  sampling.predictor = "reverse_diffusion"
-  sampling.corrector_steps = 1
-  sampling.snr = 0.16
-  sampling.edit_num_steps = 50
-
-  config.eval.batch_size = 50
-  config.eval.num_examples = 200
-  config.eval.likelihood = "ode"
-
+  # ddpm_mnist's data, UNet, optimizer and schedule; the sampler defaults are PC at snr 0.16.
+  config = use_score_sde(config_from_file(Path(__file__).with_name("ddpm_mnist.py"), arg), "vp")
   if arg == "tiny":
-    model.channels = 16
-    model.channel_mult = (1, 2)
-    model.num_res_blocks = 1
-    model.norm_groups = 8
-    training.batch_size = 16
-    training.num_train_steps = 40
-    training.log_every = 10
-    training.checkpoint_every = 20
-    config.optim.warmup_steps = 0
-    sampling.num_steps = 10
-    sampling.num_samples = 16
-    sampling.edit_num_steps = 10
     config.eval.batch_size = 16
     config.eval.num_examples = 16
     config.eval.rtol = config.eval.atol = 1e-3
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; use 'tiny' or nothing.")
+  else:
+    config.sampling.num_steps = 100
+    config.eval.batch_size = 50
+    config.eval.num_examples = 200
   return config

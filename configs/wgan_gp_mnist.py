@@ -14,22 +14,15 @@ in the README results table once measured); train/d_adversarial (minus the criti
 estimate) shrinking towards 0.
 """
 
-from genjax.families.gan import gan_base_config
+from pathlib import Path
+
+from genjax.config import config_from_file
 
 
 def get_config(arg: str = ""):
-  config = gan_base_config()
-  config.data.name = "mnist"
-  config.data.image_size = 32
-  config.data.value_range = (-1.0, 1.0)
-
+  config = config_from_file(Path(__file__).with_name("dcgan_mnist.py"), arg)
   model = config.model
   model.name = "wgan_gp_mnist"
-  model.network = "dcgan"
-  model.latent_dim = 100
-  model.g_features = (256, 128, 64)
-  model.d_features = (64, 128, 256)
-  model.g_norm = "batch"
   model.d_norm = "none"
   model.loss = "wasserstein"
   model.gradient_penalty = 10.0
@@ -37,32 +30,19 @@ def get_config(arg: str = ""):
 
   config.optim.lr = 1e-4
   config.optim.d_lr = 1e-4
-  config.optim.b1 = 0.5
   config.optim.b2 = 0.9
-  config.optim.ema_decay = 0.999
 
   training = config.training
-  training.batch_size = 5 * 64
-  training.num_train_steps = 5_000
-  training.log_every = 100
-  training.checkpoint_every = 1_000
-  training.sample_every = 500
   training.max_d_loss = 1_000.0
-
-  config.eval.batch_size = 500
-  config.eval.num_examples = 10_000
-  config.sampling.num_samples = 64
-
   if arg == "tiny":
-    model.g_features = (64, 32, 16)
-    model.d_features = (16, 32, 64)
     training.batch_size = 5 * 32
     training.num_train_steps = 100
     training.log_every = 25
     training.checkpoint_every = 50
-    training.sample_every = 0
-    config.optim.ema_decay = 0.99
-    config.eval.num_examples = 1_000
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; use 'tiny' or nothing.")
+  else:
+    training.batch_size = 5 * 64
+    training.num_train_steps = 5_000
+    training.log_every = 100
+    training.checkpoint_every = 1_000
+    training.sample_every = 500
   return config

@@ -110,15 +110,24 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-def load_config(path: str) -> ml_collections.ConfigDict:
-  """Loads `configs/<name>.py[:arg]` as `--config` does, e.g. `load_config("configs/vae_mnist.py:tiny")`."""
-  file_name, _, arg = path.partition(":")
+def config_from_file(file_name: str | Path, arg: str = "") -> ml_collections.ConfigDict:
+  """The unlocked `get_config(arg)` of a config file, for configs that build on another one.
+
+  Config files are not a package, so a config derived from another loads it by path:
+  `config_from_file(Path(__file__).with_name("dcgan_mnist.py"), arg)`.
+  """
   spec = importlib.util.spec_from_file_location(Path(file_name).stem, file_name)
   if spec is None or not Path(file_name).is_file():
-    raise FileNotFoundError(f"Config file {file_name!r} does not exist.")
+    raise FileNotFoundError(f"Config file {str(file_name)!r} does not exist.")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """Loads and locks a `--config` value, e.g. `load_config("configs/vae_mnist.py:tiny")`."""
+  file_name, _, arg = path.partition(":")
+  config = config_from_file(file_name, arg)
   config.lock()
   return config
 

@@ -96,3 +96,16 @@ def add_mlp_defaults(config: ml_collections.ConfigDict) -> ml_collections.Config
   model.embedding_dim = 64
   model.num_classes = 0
   return config
+
+
+def use_score_sde(config: ml_collections.ConfigDict, process: str) -> ml_collections.ConfigDict:
+  """score_sde's continuous-time setting (Song et al. 2021b) on top of a config: the `process`
+  SDE ("vp", "subvp" or "ve") trained by denoising score matching on t in [1e-5, 1],
+  predictor-corrector sampling, and probability-flow ODE bits/dim as the likelihood."""
+  config.diffusion.process = process
+  config.diffusion.objective = "dsm"
+  config.diffusion.t_min = 1e-5
+  config.sampling.sampler = "pc"
+  config.eval.likelihood = "ode"
+  config.eval.vlb_timesteps = 0  # back to the default: only the "vlb" likelihood reads it
+  return config
