@@ -1,6 +1,7 @@
 """Speed and memory of a config's compiled step functions (not a test; numbers for the README).
 
   python scripts/benchmark.py --config=configs/vae_mnist.py [--torch] [--repeats=200]
+  python scripts/benchmark.py --extractors      # FID feature extractors' images/s
 
 Prints one JSON line per measured function with: config, step, params, batch, images_per_s,
 step_ms_median (median over --repeats timed calls after --warmup untimed ones), compile_s,
@@ -39,6 +40,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 100, "Timed calls per function.")
 _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed calls after compilation.")
 _TORCH = flags.DEFINE_boolean("torch", False, "Also time the PyTorch reference, if one exists.")
 _ONLY = flags.DEFINE_string("only", "", "Comma-separated function names to time (default: all).")
+_EXTRACTORS = flags.DEFINE_boolean("extractors", False,
+                                   "Time the evaluation feature extractors (images/s); no --config needed.")
 
 
 def peak_rss_mb() -> float:
@@ -112,6 +115,14 @@ def measure(name, fn, args, images, config_name, params, batch, matmul, carries_
 
 def main(argv):
   del argv
+  if _EXTRACTORS.value:
+    from genjax.evaluation import benchmark_extractors
+
+    row = {"step": "feature_extraction", **benchmark_extractors(), "peak_rss_mb": peak_rss_mb(),
+           "device": str(jax.devices()[0].platform)}
+    print(json.dumps(row))
+    if _CONFIG.value is None:
+      return
   config = _CONFIG.value
   config_name = Path(config_flags.get_config_filename(flags.FLAGS["config"])).name
   info = dataset_info(config.data)
