@@ -73,7 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   training.sample_every = 0  # 0: only at the end of training
   training.eval_every = 0  # 0: only at the end of training
   training.keep_checkpoints = 3
-  training.keep_best_by = ""  # an eval metric name: also keep the best of the eval_every checkpoints
+  training.keep_best_by = ""  # an eval metric name: also keep the best evaluated checkpoint by it
   training.best_mode = "min"  # "min" or "max" for keep_best_by
   training.async_checkpoints = True
   training.halt_on_nonfinite = True

@@ -271,7 +271,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                                            every_steps=training.log_every, every_secs=None)
   preemption = PreemptionWatcher()
   pending: list[dict[str, jax.Array]] = []
-  last_saved = checkpointer.latest_step()
+  results: dict[str, float] = {}
+
+  def evaluate_then_save_on_failure(at_step: int) -> dict[str, float]:
+    try:
+      return evaluate_state(experiment, state)
+    except Exception:
+      checkpointer.save(at_step, state, data.iterator, config)  # an eval failure loses no training
+      checkpointer.wait()
+      raise
 
   def check_finite(at_step: int) -> None:
     nonlocal pending
@@ -300,16 +308,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       final = step == training.num_train_steps
       if step % training.log_every == 0 or final or stopping:
         check_finite(step)
-      eval_now = training.eval_every and step % training.eval_every == 0 and not final
-      results = {}
-      if eval_now:
-        results = evaluate_state(experiment, state)
+      evaluate_now = final or (training.eval_every and step % training.eval_every == 0)
+      if evaluate_now:
+        results = evaluate_then_save_on_failure(step)
         writer.write_scalars(step, results)
-      if step % training.checkpoint_every == 0 or final or stopping or eval_now:
+      if step % training.checkpoint_every == 0 or final or stopping or evaluate_now:
         if pending:
           check_finite(step)
-        checkpointer.save(step, state, data.iterator, config, metrics=_strip(results) or None)
-        last_saved = step
+        # Saved after its evaluation, so training.keep_best_by can rank every evaluated step.
+        checkpointer.save(step, state, data.iterator, config,
+                          metrics=_strip(results) if evaluate_now else None)
       if training.sample_every and step % training.sample_every == 0 and not final:
         write_image_grids(experiment, state, step, writer, config.sampling.seed)
       if stopping:
@@ -317,10 +325,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         logging.warning("Preempted: checkpoint saved at step %d; run the same command to resume.", step)
         return {"step": step, "preempted": True}
 
-    if last_saved != step:
-      checkpointer.save(step, state, data.iterator, config)
-    results = evaluate_state(experiment, state)
-    writer.write_scalars(step, results)
+    if not results:  # nothing left to train: evaluate the restored state
+      results = evaluate_state(experiment, state)
+      writer.write_scalars(step, results)
     write_eval_json(config, workdir, step, results)
     write_image_grids(experiment, state, step, writer, config.sampling.seed)
     writer.flush()
