@@ -5,7 +5,7 @@ with Adam on dynamically binarized MNIST. Evaluated on the MNIST test set (binar
 eval.seed) by the negative ELBO and the importance-weighted NLL estimate with k = 5000.
 
   python -m genjax.main --config=configs/vae_mnist.py --workdir=/tmp/vae_mnist
-  python -m genjax.main --config=configs/vae_mnist.py:quick --workdir=/tmp/vae_quick # ~3 min on CPU
+  python -m genjax.main --config=configs/vae_mnist.py:quick --workdir=/tmp/vae_quick # ~5 min on CPU
   python -m genjax.main --config=configs/vae_mnist.py:tiny --workdir=/tmp/vae_tiny   # ~1 min on CPU
 
 Expected (README results table): test NLL (IWAE, k=5000) <= 88 nats after the 30-minute run on a
