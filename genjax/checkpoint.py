@@ -114,7 +114,7 @@ class Checkpointer:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
       try:
         restored = self.manager.restore(candidate, args=ocp.args.Composite(**items))
-      except Exception as error:  # noqa: BLE001 - any unreadable step falls back to the previous one
+      except Exception as error:
         if step is not None:
           raise RuntimeError(f"Checkpoint step {step} in {self.directory} is unreadable: {error}") from error
         self._set_aside(candidate, error)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import ml_collections
 import numpy as np
@@ -182,7 +182,7 @@ def _prepare(builder, name: str, manual_dir: str) -> None:
       f"release (it may be truncated or corrupted): {error}. Replace it with the official file. "
       f"{_how_to_provide(name)}"
     ) from None
-  except Exception as error:  # noqa: BLE001 - tfds raises many kinds when offline or files are odd
+  except Exception as error:
     raise DataError(
       f"Could not prepare {name!r} ({type(error).__name__}: {error}). {_how_to_provide(name)}"
     ) from error

@@ -11,7 +11,7 @@ label [B] int32 when the dataset has labels; eval batches add mask [B] (0 for pa
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import grain
 import jax

@@ -31,9 +31,9 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from genjax.datasets import dataset_info  # noqa: E402
-from genjax.input_pipeline import example_shape  # noqa: E402
-from genjax.trainer import Experiment  # noqa: E402
+from genjax.datasets import dataset_info
+from genjax.input_pipeline import example_shape
+from genjax.trainer import Experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:arg].", lock_config=True)
 _REPEATS = flags.DEFINE_integer("repeats", 100, "Timed calls per function.")

@@ -4,9 +4,8 @@ import json
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import MNIST_DIR, REPO
+from nbclient import NotebookClient
 
 
 @pytest.mark.slow

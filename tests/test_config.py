@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli
+
 from genjax.config import apply_overrides, base_config, load_config, unknown_key_message
 
 CONFIGS = sorted(p.name for p in (REPO / "configs").glob("*.py"))

@@ -4,8 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import MNIST_DIR
+
 from genjax.config import apply_overrides, base_config
 from genjax.datasets import DataError, load_source, ring_modes
 from genjax.input_pipeline import TrainData, eval_batches

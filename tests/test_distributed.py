@@ -6,8 +6,8 @@ import socket
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO, run_cli
+
 from genjax.datasets import dataset_info
 from genjax.trainer import Experiment
 
@@ -81,7 +81,7 @@ def test_two_processes_train_together_and_agree(data_env, tfds_dir, load, tmp_pa
   assert "JAX process 1/2" in outputs[1][1]
   assert done_line(outputs[0][1]) == done_line(outputs[1][1])  # both hosts computed the same result
   step, params = final_params(load, tmp_path)
-  assert step == 30
+  assert step == 30 and all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params))
   assert sorted(p.name for p in (tmp_path / "checkpoints" / "30" / "data").glob("process_*")) == [
     "process_0-of-2.json", "process_1-of-2.json"]  # each host saved its own data-iterator state
   neg_elbo = float(re.search(r"'eval/neg_elbo': ([\d.]+)", done_line(outputs[0][1])).group(1))

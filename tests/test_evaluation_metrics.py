@@ -83,7 +83,7 @@ def test_streaming_moments_equal_all_at_once_with_masks_and_offsets():
 
 def numpy_mmd2(x: np.ndarray, y: np.ndarray) -> float:
   x, y = x.astype(np.float64), y.astype(np.float64)
-  kernel = lambda a, b: (a @ b.T / a.shape[1] + 1.0) ** 3  # noqa: E731
+  kernel = lambda a, b: (a @ b.T / a.shape[1] + 1.0) ** 3
   m = len(x)
   k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
   return (

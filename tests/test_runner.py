@@ -6,13 +6,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO, run_cli
+
 from genjax.checkpoint import Checkpointer
 from genjax.datasets import dataset_info
 from genjax.trainer import Experiment, NonFiniteError, evaluate_state, train_and_evaluate

@@ -9,7 +9,11 @@ import pytest
 import scipy.stats
 
 from genjax.families.vae import (
-  Bernoulli, DiscretizedGaussian, gaussian_kl_to_standard, gaussian_log_prob, iwae_log_likelihood,
+  Bernoulli,
+  DiscretizedGaussian,
+  gaussian_kl_to_standard,
+  gaussian_log_prob,
+  iwae_log_likelihood,
 )
 
 

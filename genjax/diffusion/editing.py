@@ -13,7 +13,7 @@ editing (SDEdit)  `sdedit`: noise the given image to t_start = t_min + strength 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

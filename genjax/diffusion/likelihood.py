@@ -25,7 +25,7 @@ is exact when eval.vlb_timesteps = 0, else the unbiased Monte Carlo estimate
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +89,7 @@ def ode_log_likelihood(
 
   def augmented(t, state):
     y, _ = state
-    drift = lambda z: probability_flow_drift(process, eps_fn, z, t)  # noqa: E731
+    drift = lambda z: probability_flow_drift(process, eps_fn, z, t)
     return drift(y), divergence(drift, y)
 
   zero = jnp.zeros((x.shape[0],), jnp.float32)
@@ -156,7 +156,7 @@ class DDPMBound:
       raise ValueError(
         f"Unknown diffusion.model_variance {model_variance!r}; use fixedlarge or fixedsmall."
       )
-    as32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    as32 = lambda v: jnp.asarray(v, jnp.float32)
     self.process = process
     self.coef_x0 = as32(betas * np.sqrt(previous) / (1.0 - alpha_bars))
     self.coef_xt = as32((1.0 - previous) * np.sqrt(1.0 - betas) / (1.0 - alpha_bars))

@@ -21,7 +21,7 @@ samplers get x_0_hat = (x - sigma eps_hat) / alpha and the score -eps_hat / sigm
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -23,7 +23,7 @@ import numpy as np
 
 from genjax.registry import Registry
 
-PROCESSES: Registry[type["Process"]] = Registry("diffusion process")
+PROCESSES: Registry[type[Process]] = Registry("diffusion process")
 
 
 class Process:

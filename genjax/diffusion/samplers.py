@@ -24,7 +24,7 @@ The samplers that need continuous time (pc, ode, heun) refuse the discrete ddpm 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import diffrax
 import jax
@@ -237,7 +237,7 @@ def probability_flow_drift(
 def probability_flow_ode(process: Process, sampling: ml_collections.ConfigDict) -> Sampler:
   def sample(eps_fn: EpsFn, rng: jax.Array, shape: tuple) -> jax.Array:
     x = process.prior_sample(rng, shape)
-    drift = lambda t, y: probability_flow_drift(process, eps_fn, y, t)  # noqa: E731
+    drift = lambda t, y: probability_flow_drift(process, eps_fn, y, t)
     x = ode_solve(drift, x, process.sampling_times(sampling.num_steps), sampling)
     return denoised(process, eps_fn, x, jnp.asarray(process.t_min, jnp.float32))[0]
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -123,7 +124,7 @@ class MnistExtractor(FeatureExtractor):
   num_classes = mnist_classifier.MNIST_NUM_CLASSES
 
   @classmethod
-  def load(cls, weights_path: str | Path = "", sha256: str = "") -> "MnistExtractor":
+  def load(cls, weights_path: str | Path = "", sha256: str = "") -> MnistExtractor:
     """The committed weights by default; another file needs its own pinned sha256."""
     path = Path(weights_path) if weights_path else MNIST_CLASSIFIER_WEIGHTS
     expected = sha256 or (MNIST_CLASSIFIER_SHA256 if path == MNIST_CLASSIFIER_WEIGHTS else "")
@@ -162,7 +163,7 @@ class InceptionExtractor(FeatureExtractor):
   num_classes = inception.INCEPTION_NUM_CLASSES
 
   @classmethod
-  def load(cls, weights_path: str | Path = "", sha256: str = "") -> "InceptionExtractor":
+  def load(cls, weights_path: str | Path = "", sha256: str = "") -> InceptionExtractor:
     if not weights_path:
       raise WeightsError(
         "Inception metrics need the FID Inception weights as a local file: set "
@@ -173,7 +174,7 @@ class InceptionExtractor(FeatureExtractor):
     return cls(inception.load_inception_variables(weights_path, sha256), sha256.lower())
 
   @classmethod
-  def with_random_weights(cls, seed: int = 0) -> "InceptionExtractor":
+  def with_random_weights(cls, seed: int = 0) -> InceptionExtractor:
     """Random weights: for architecture tests and throughput measurements, never for results."""
     variables = inception.init_inception_variables(seed)
     return cls(variables, f"random-init-seed-{seed}")

@@ -29,8 +29,9 @@ names are pytorch-fid's state-dict keys ("Mixed_5b.branch1x1.conv.weight", OIHW 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

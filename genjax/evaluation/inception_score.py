@@ -30,7 +30,7 @@ class ScoreSums:
   entropy_sums: jax.Array
 
   @classmethod
-  def empty(cls, num_splits: int, num_classes: int) -> "ScoreSums":
+  def empty(cls, num_splits: int, num_classes: int) -> ScoreSums:
     return cls(
       jnp.zeros((num_splits,), jnp.float32),
       jnp.zeros((num_splits, num_classes), jnp.float32),
@@ -39,7 +39,7 @@ class ScoreSums:
 
   def update(
     self, logits: jax.Array, indices: jax.Array, total: int, mask: jax.Array
-  ) -> "ScoreSums":
+  ) -> ScoreSums:
     """Adds logits [B, K] of the samples with global indices [B] (of `total`); mask [B] = 0 skips
     a row."""
     log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)

@@ -32,13 +32,13 @@ class Moments:
   scatter: jax.Array
 
   @classmethod
-  def empty(cls, dim: int) -> "Moments":
+  def empty(cls, dim: int) -> Moments:
     return cls(
       jnp.zeros((), jnp.float32), jnp.zeros((dim,), jnp.float32), jnp.zeros((dim, dim), jnp.float32)
     )
 
   @classmethod
-  def of_batch(cls, features: jax.Array, mask: jax.Array | None = None) -> "Moments":
+  def of_batch(cls, features: jax.Array, mask: jax.Array | None = None) -> Moments:
     """Moments of the rows of features [B, D] whose mask [B] is 1 (all rows when mask is None)."""
     features = features.astype(jnp.float32)
     if mask is None:
@@ -49,7 +49,7 @@ class Moments:
     centred = (features - mean) * mask[:, None]
     return cls(count, mean, jnp.matmul(centred.T, centred, precision=_HIGHEST))
 
-  def merge(self, other: "Moments") -> "Moments":
+  def merge(self, other: Moments) -> Moments:
     """The moments of the union of both sets of rows (Chan et al.'s pairwise update)."""
     total = self.count + other.count
     safe_total = jnp.maximum(total, 1.0)
@@ -58,7 +58,7 @@ class Moments:
     correction = jnp.outer(delta, delta) * (self.count * other.count / safe_total)
     return Moments(total, mean, self.scatter + other.scatter + correction)
 
-  def update(self, features: jax.Array, mask: jax.Array | None = None) -> "Moments":
+  def update(self, features: jax.Array, mask: jax.Array | None = None) -> Moments:
     """Folds in one batch of features [B, D] (rows with mask 0 are ignored)."""
     return self.merge(Moments.of_batch(features, mask))
 

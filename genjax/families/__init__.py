@@ -13,6 +13,8 @@ def get_family(name: str) -> type[Family]:
 
 def _import_all() -> None:
   """Imports the family modules so their @FAMILIES.register decorators run."""
-  from genjax.families import vae  # noqa: F401
-  from genjax.families import diffusion  # noqa: F401
-  from genjax.families import gan  # noqa: F401
+  from genjax.families import (
+    diffusion,  # noqa: F401
+    gan,  # noqa: F401
+    vae,  # noqa: F401
+  )

@@ -164,7 +164,7 @@ class DiffusionFamily(Family):
         self.denoiser, network, x, loss_rng, self.config.diffusion
       )
     }
-    eps_fn = lambda y, t: self.denoiser.eps(network, y, t)  # noqa: E731
+    eps_fn = lambda y, t: self.denoiser.eps(network, y, t)
     choice = self.config.eval.likelihood
     if choice == "vlb":
       terms = self.bound.total(eps_fn, x, likelihood_rng, self.config.eval.vlb_timesteps)
@@ -205,7 +205,7 @@ class DiffusionFamily(Family):
   def sample_with(self, sampler, params, rng, num: int):
     """`num` samples [num, *example_shape] from the given sampler (batch sharded over the mesh)."""
     eps = self.eps_fn(params, self._sample_labels(num))
-    sharded_eps = lambda x, t: eps(self._shard(x), t)  # noqa: E731
+    sharded_eps = lambda x, t: eps(self._shard(x), t)
     return self._finish(sampler(sharded_eps, rng, (num, *self.example_shape)))
 
   def sample(self, params, model_state, rng, num):
@@ -233,7 +233,7 @@ class DiffusionFamily(Family):
     )
 
     def interleave(inputs, outputs):
-      rows = lambda v: v.reshape(-1, columns, *v.shape[1:])  # noqa: E731
+      rows = lambda v: v.reshape(-1, columns, *v.shape[1:])
       return jnp.stack([rows(inputs), rows(outputs)], axis=1).reshape(-1, *x.shape[1:])
 
     grids["inpainting"] = interleave(mask * x + (1 - mask) * low, self._finish(inpainted))
@@ -252,6 +252,6 @@ class DiffusionFamily(Family):
         continue
       evaluations = network_evaluations(name, self.config.sampling)
       label = f"sample_{name}" + (f"_nfe{evaluations}" if evaluations else "_adaptive")
-      fn = lambda params, rng, sampler=sampler: self.sample_with(sampler, params, rng, num)  # noqa: E731
+      fn = lambda params, rng, sampler=sampler: self.sample_with(sampler, params, rng, num)
       functions[label] = (fn, (params, rng), num)
     return functions

@@ -7,7 +7,7 @@ added to every hidden layer; hidden layers are Dense + swish; the output layer i
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

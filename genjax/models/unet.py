@@ -19,7 +19,7 @@ resampling and progressive input/output paths are not implemented.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -144,10 +144,10 @@ class UNet(nn.Module):
         raise ValueError("A class-conditional UNet needs labels.")
       emb = emb + nn.Embed(self.num_classes + 1, emb_dim)(labels)
 
-    block = lambda ch, resample="none": ResBlock(  # noqa: E731
+    block = lambda ch, resample="none": ResBlock(
       ch, self.dropout, self.groups, resample, self.skip_rescale
     )
-    attention = lambda: AttentionBlock(self.groups, self.skip_rescale)  # noqa: E731
+    attention = lambda: AttentionBlock(self.groups, self.skip_rescale)
     h = nn.Conv(self.channels, (3, 3), kernel_init=default_init)(x)
     skips = [h]
     levels = len(self.channel_mult)

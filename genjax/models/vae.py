@@ -7,7 +7,7 @@ the parameters of p(x|z), [B, *shape[:-1], shape[-1] * params_per_channel] (1 fo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
