@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.models.conv import Conv
+
 zero_init = nn.initializers.zeros
 default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 
@@ -68,13 +70,13 @@ class ResBlock(nn.Module):
     h = nn.swish(_norm(self.groups)(x))
     if self.resample != "none":
       h, x = _resample(h, self.resample), _resample(x, self.resample)
-    h = nn.Conv(self.out_channels, (3, 3), kernel_init=default_init)(h)
+    h = Conv(self.out_channels, (3, 3), kernel_init=default_init)(h)
     h = h + nn.Dense(self.out_channels, kernel_init=default_init)(nn.swish(emb))[:, None, None, :]
     h = nn.swish(_norm(self.groups)(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = nn.Conv(self.out_channels, (3, 3), kernel_init=zero_init)(h)
+    h = Conv(self.out_channels, (3, 3), kernel_init=zero_init)(h)
     if x.shape[-1] != self.out_channels or self.resample != "none":
-      x = nn.Conv(self.out_channels, (1, 1), kernel_init=default_init)(x)
+      x = Conv(self.out_channels, (1, 1), kernel_init=default_init)(x)
     return (x + h) / math.sqrt(2.0) if self.skip_rescale else x + h
 
 
@@ -148,7 +150,7 @@ class UNet(nn.Module):
       ch, self.dropout, self.groups, resample, self.skip_rescale
     )
     attention = lambda: AttentionBlock(self.groups, self.skip_rescale)
-    h = nn.Conv(self.channels, (3, 3), kernel_init=default_init)(x)
+    h = Conv(self.channels, (3, 3), kernel_init=default_init)(x)
     skips = [h]
     levels = len(self.channel_mult)
     for level, mult in enumerate(self.channel_mult):
@@ -161,7 +163,7 @@ class UNet(nn.Module):
         if self.resblock == "biggan":
           h = block(h.shape[-1], "down")(h, emb, train)
         else:
-          h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), kernel_init=default_init)(h)
+          h = Conv(h.shape[-1], (3, 3), strides=(2, 2), kernel_init=default_init)(h)
         skips.append(h)
 
     h = block(h.shape[-1])(h, emb, train)
@@ -179,6 +181,6 @@ class UNet(nn.Module):
         if self.resblock == "biggan":
           h = block(h.shape[-1], "up")(h, emb, train)
         else:
-          h = nn.Conv(h.shape[-1], (3, 3), kernel_init=default_init)(_resample(h, "up"))
+          h = Conv(h.shape[-1], (3, 3), kernel_init=default_init)(_resample(h, "up"))
     h = nn.swish(_norm(self.groups)(h))
-    return nn.Conv(x.shape[-1], (3, 3), kernel_init=zero_init)(h)
+    return Conv(x.shape[-1], (3, 3), kernel_init=zero_init)(h)
