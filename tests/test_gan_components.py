@@ -119,13 +119,14 @@ def test_diffaugment_is_differentiable_and_each_policy_acts():
     parse_policy("colour,translation")
 
 
-def test_transposed_conv_matches_the_definition():
+@pytest.mark.parametrize("features", [3, 5])  # both formulations: patch matmul, phase convolutions
+def test_transposed_conv_matches_the_definition(features):
   """out[2i + k - 1] += x[i] w[k] per axis (PyTorch ConvTranspose2d(4, 2, 1)), by numpy loops."""
   x = np.asarray(jax.random.normal(jax.random.key(0), (2, 3, 4, 2)))
-  layer = TransposedConv4x4(3, use_bias=False)
+  layer = TransposedConv4x4(features, use_bias=False)
   params = layer.init(jax.random.key(1), x)
   w = np.asarray(params["params"]["kernel"])
-  expected = np.zeros((2, 6, 8, 3))
+  expected = np.zeros((2, 6, 8, features))
   for i in range(3):
     for j in range(4):
       for ki in range(4):
