@@ -77,6 +77,9 @@ def base_config() -> ml_collections.ConfigDict:
   training.best_mode = "min"  # "min" or "max" for keep_best_by
   training.async_checkpoints = True
   training.halt_on_nonfinite = True
+  # >0: end training (evaluate, save, sample) at the first log step after this many minutes of
+  # training in this invocation, even before num_train_steps; a later run resumes from there.
+  training.max_train_minutes = 0.0
 
   config.eval = eval_config = ml_collections.ConfigDict()
   eval_config.batch_size = 500

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,28 @@ class PreemptionWatcher:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class TrainingClock:
+  """Says when training.max_train_minutes of this invocation's training have passed.
+
+  Checked at log steps only; with several processes process 0's clock decides for all of them,
+  so every process stops at the same step.
+  """
+
+  def __init__(self, max_minutes: float):
+    self.max_seconds = 60.0 * max_minutes
+    self.start = time.monotonic()
+
+  def out_of_time(self) -> bool:
+    if self.max_seconds <= 0:
+      return False
+    expired = time.monotonic() - self.start >= self.max_seconds
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      expired = bool(multihost_utils.broadcast_one_to_all(np.array(expired)))
+    return expired
+
+
 @jax.jit
 def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
@@ -270,6 +293,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   report = periodic_actions.ReportProgress(num_train_steps=training.num_train_steps, writer=writer,
                                            every_steps=training.log_every, every_secs=None)
   preemption = PreemptionWatcher()
+  clock = TrainingClock(training.max_train_minutes)
   pending: list[dict[str, jax.Array]] = []
   results: dict[str, float] = {}
 
@@ -301,11 +325,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     while step < training.num_train_steps:
       batch = parallel.global_batch(experiment.mesh, next(data))
       state, metrics = experiment.train_step(state, batch)
+      if pending:  # at most two steps in flight, so a SIGTERM is honoured within about one step
+        jax.block_until_ready(pending[-1])
       pending.append(metrics)
       step += 1
       report(step)
       stopping = preemption.should_stop(step)
       final = step == training.num_train_steps
+      if step % training.log_every == 0 and not final and clock.out_of_time():
+        logging.warning("training.max_train_minutes=%g reached at step %d: evaluating and saving now; "
+                        "run the same command (or raise the limit) to continue.", training.max_train_minutes, step)
+        final = True
       if step % training.log_every == 0 or final or stopping:
         check_finite(step)
       evaluate_now = final or (training.eval_every and step % training.eval_every == 0)
@@ -324,6 +354,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         checkpointer.wait()
         logging.warning("Preempted: checkpoint saved at step %d; run the same command to resume.", step)
         return {"step": step, "preempted": True}
+      if final:
+        break
 
     if not results:  # nothing left to train: evaluate the restored state
       results = evaluate_state(experiment, state)

@@ -76,6 +76,21 @@ def test_resume_is_bitwise_exact(load, tmp_path):
   assert straight["eval/neg_elbo"] == resumed["eval/neg_elbo"]
 
 
+def test_max_train_minutes_ends_at_a_log_step_and_the_same_command_continues(load, tmp_path):
+  """A time budget ends training like num_train_steps would (evaluated, saved, sampled) at the
+  first log step past it; the same command then resumes, exactly as an uninterrupted run."""
+  timed = load("vae_mnist.py:tiny", **SHORT, **{"training.num_train_steps": 40,
+                                                "training.max_train_minutes": 1e-6})
+  first = train_and_evaluate(timed, tmp_path / "timed")
+  assert first["step"] == 10 and "eval/neg_elbo" in first  # the first log step
+  assert (tmp_path / "timed" / "eval_10.json").is_file()
+  assert (tmp_path / "timed" / "samples" / "samples_0000010.png").is_file()
+  untimed = load("vae_mnist.py:tiny", **SHORT, **{"training.num_train_steps": 40})
+  assert train_and_evaluate(untimed, tmp_path / "timed")["step"] == 40
+  train_and_evaluate(untimed, tmp_path / "straight")
+  assert_same_tree(restored(untimed, tmp_path / "timed")[0], restored(untimed, tmp_path / "straight")[0])
+
+
 def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(load, tmp_path, caplog):
   overrides = {**SHORT, "training.num_train_steps": 40}
   train_and_evaluate(load("vae_mnist.py:tiny", **overrides), tmp_path / "run")
