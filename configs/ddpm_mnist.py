@@ -48,6 +48,7 @@ def get_config(arg: str = ""):
   sampling.sampler = "ddim"
   sampling.num_steps = 50
   sampling.edit_num_steps = 50
+  sampling.inpaint_resample = 3  # RePaint passes per inpainting step
 
   config.eval.batch_size = 100
   config.eval.num_examples = 1000

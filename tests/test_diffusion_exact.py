@@ -283,25 +283,39 @@ def test_classifier_free_guidance_combines_conditional_and_unconditional():
 
 
 @pytest.mark.parametrize("process_name", ["ddpm", "ve"])
-def test_inpainting_keeps_known_values_and_moves_towards_the_conditional(process_name):
+def test_inpainting_keeps_known_values_and_resampling_reaches_the_conditional(process_name):
   """Known coordinate fixed at c: the output keeps it exactly, and the unknown coordinate moves from
   its marginal towards the Gaussian conditional x_2 | x_1 = c (mean mu_2 + Sigma_21 / Sigma_11
-  (c - mu_1)). The replacement method is known to be biased (it under-corrects: Song et al. 2021b,
-  RePaint), so the check is that most of the gap is closed, not exactness."""
+  (c - mu_1)). Plain replacement is biased (it under-corrects: Song et al. 2021b, RePaint), so it
+  only has to close most of the gap; RePaint's resampling (5 passes per step, 300 steps: with
+  coarser steps the repeated passes shrink the variance) must get closer, to the conditional's
+  mean and variance within a tolerance."""
   process = make_process(make_config(process_name).diffusion)
   count, c = 8000, 2.0
   x_known = jnp.tile(jnp.asarray([[c, 0.0]]), (count, 1))
   mask = jnp.tile(jnp.asarray([[1.0, 0.0]]), (count, 1))
-  out = jax.jit(lambda rng: editing.inpaint(process, exact_eps(process), rng, x_known, mask, 200))(
-    jax.random.key(7)
+  run = jax.jit(
+    lambda rng, steps, resample: editing.inpaint(
+      process, exact_eps(process), rng, x_known, mask, steps, resample_steps=resample
+    ),
+    static_argnums=(1, 2),
   )
-  out = np.asarray(out)
-  np.testing.assert_array_equal(out[:, 0], c)
   conditional_mean = MU[1] + COV[1, 0] / COV[0, 0] * (c - MU[0])
   conditional_var = COV[1, 1] - COV[1, 0] ** 2 / COV[0, 0]
   gap = abs(MU[1] - conditional_mean)
-  assert abs(out[:, 1].mean() - conditional_mean) < 0.5 * gap
-  assert out[:, 1].var() < COV[1, 1] and out[:, 1].var() > 0.5 * conditional_var
+  replaced = np.asarray(run(jax.random.key(7), 200, 1))
+  np.testing.assert_array_equal(replaced[:, 0], c)
+  replacement_error = abs(replaced[:, 1].mean() - conditional_mean)
+  assert replacement_error < 0.5 * gap
+  assert replaced[:, 1].var() < COV[1, 1] and replaced[:, 1].var() > 0.5 * conditional_var
+  resampled = np.asarray(run(jax.random.key(8), 300, 5))
+  np.testing.assert_array_equal(resampled[:, 0], c)
+  resampled_error = abs(resampled[:, 1].mean() - conditional_mean)
+  assert resampled_error < 0.5 * replacement_error, (resampled_error, replacement_error)
+  assert resampled_error < 0.15 * gap
+  assert abs(resampled[:, 1].var() / conditional_var - 1) < 0.15
+  with pytest.raises(ValueError, match="resample_steps"):
+    editing.inpaint(process, exact_eps(process), jax.random.key(0), x_known, mask, 10, resample_steps=0)
 
 
 def test_sdedit_preserves_the_data_distribution_and_follows_strength():

@@ -55,6 +55,7 @@ def add_diffusion_defaults(config: ml_collections.ConfigDict) -> ml_collections.
   s.guidance = 0.0  # classifier-free guidance weight w (class-conditional models)
   s.clip_denoised = True  # images: clip the final sample to data.value_range
   s.edit_num_steps = 100  # image grids: steps of the inpainting and SDEdit samplers
+  s.inpaint_resample = 1  # image grids: RePaint passes per inpainting step (1: plain replacement)
   s.edit_strength = 0.5  # image grids: SDEdit strength
 
   e = config.eval

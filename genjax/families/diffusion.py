@@ -227,7 +227,10 @@ class DiffusionFamily(Family):
     top_rows = (jnp.arange(height) < height // 2).astype(x.dtype)
     mask = top_rows[None, :, None, None] * jnp.ones_like(x)
     low = self.config.data.value_range[0]
-    inpainted = editing.inpaint(self.process, eps, inpaint_rng, x, mask, sampling.edit_num_steps)
+    inpainted = editing.inpaint(
+      self.process, eps, inpaint_rng, x, mask, sampling.edit_num_steps,
+      resample_steps=sampling.inpaint_resample,
+    )
     edited = editing.sdedit(
       self.process, eps, edit_rng, x, sampling.edit_strength, sampling.edit_num_steps
     )
