@@ -1,8 +1,5 @@
-"""Exactness of the diffusion processes, samplers and likelihoods on Gaussian data.
-
-For data x_0 ~ N(mu, Sigma) every process has x_t ~ N(alpha mu, alpha^2 Sigma + sigma^2 I), so the
-exact noise prediction is eps(x, t) = sigma C_t^{-1} (x - alpha mu) with C_t that covariance.
-"""
+"""Exactness of the diffusion processes, samplers and likelihoods on Gaussian data, where the
+exact noise prediction is known in closed form (genjax.diffusion.gaussian)."""
 
 from __future__ import annotations
 
@@ -15,6 +12,7 @@ import pytest
 
 from genjax.config import base_config
 from genjax.diffusion import editing, likelihood
+from genjax.diffusion.gaussian import gaussian_eps
 from genjax.diffusion.processes import make_process
 from genjax.diffusion.samplers import make_sampler
 
@@ -36,15 +34,7 @@ def make_config(process: str, **sampling):
 
 
 def exact_eps(process, mean=MU, cov=COV):
-  mean, cov = jnp.asarray(mean), jnp.asarray(cov)
-
-  def eps(x, t):
-    alpha, sigma = process.marginal(t)
-    cov_t = alpha[:, None, None] ** 2 * cov + sigma[:, None, None] ** 2 * jnp.eye(len(mean))
-    centred = x - alpha[:, None] * mean
-    return sigma[:, None] * jnp.linalg.solve(cov_t, centred[..., None])[..., 0]
-
-  return eps
+  return gaussian_eps(process, mean, cov)
 
 
 def gaussian_log_density(x, mean, cov):
