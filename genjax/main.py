@@ -73,7 +73,7 @@ def main(argv: list[str]) -> None:
     else:
       print(trainer.summary(config))
       return
-  except (trainer.NonFiniteError, FileNotFoundError, ValueError, RuntimeError) as error:
+  except (trainer.TrainingHalted, FileNotFoundError, ValueError, RuntimeError) as error:
     print(f"genjax: error: {error}", file=sys.stderr)
     sys.exit(1)
   logging.info("Done: %s", result)

@@ -37,8 +37,16 @@ from genjax.train_state import TrainState, create_train_state
 from genjax.writers import make_writer
 
 
-class NonFiniteError(RuntimeError):
-  """The loss or the parameters became NaN/inf; the last good checkpoint is kept."""
+class TrainingHalted(RuntimeError):
+  """Training stopped because continuing would waste the run; the last good checkpoint is kept."""
+
+
+class NonFiniteError(TrainingHalted):
+  """The loss or the parameters became NaN/inf."""
+
+
+class DivergedError(TrainingHalted):
+  """The family's `check_training` hook found the run diverging (e.g. a GAN's critic loss exploding)."""
 
 
 class Experiment:
@@ -238,8 +246,10 @@ def _all_finite(tree) -> jax.Array:
 
 
 def _average_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
+  """Per-step metrics -> their mean over the steps, except names ending in `_max`: their maximum."""
   stacked = jax.device_get(pending)
-  return {name: float(np.mean([m[name] for m in stacked])) for name in stacked[0]}
+  reduce = lambda name: np.max if name.endswith("_max") else np.mean
+  return {name: float(reduce(name)([m[name] for m in stacked])) for name in stacked[0]}
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:
@@ -267,7 +277,8 @@ def _warn_on_config_change(checkpointer: Checkpointer, step: int, config: ml_col
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, float]:
   """Trains to training.num_train_steps (resuming the workdir's latest checkpoint), evaluates, samples.
 
-  Returns the final evaluation metrics plus "step". Raises NonFiniteError when the loss or the
+  Returns the final evaluation metrics plus "step". Raises DivergedError when the family's
+  check_training hook objects to the logged metrics, and NonFiniteError when the loss or the
   parameters stop being finite; no checkpoint is written from such a state.
   """
   _check_config(config)
@@ -316,6 +327,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         f"Training stopped at step {at_step}: {what} became NaN/inf (averaged over steps since the last "
         f"log). The last good checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
         "is kept. Lower optim.lr, set optim.grad_clip_norm, or check the data, then run again."
+      )
+    problem = experiment.family.check_training(summary) if summary else None
+    if problem:
+      checkpointer.wait()
+      raise DivergedError(
+        f"Training stopped at step {at_step}: {problem}. The last good checkpoint (step "
+        f"{checkpointer.latest_step()}) in {checkpointer.directory} is kept."
       )
     if summary:
       writer.write_scalars(at_step, {f"train/{k}": v for k, v in summary.items()})

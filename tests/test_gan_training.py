@@ -94,7 +94,8 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(load,
     **{**base, "training.num_train_steps": 20, "training.max_d_loss": 1e-3},
   )
   with pytest.raises(
-    trainer.NonFiniteError, match=r"step 15: metrics d_loss_exceeds_max_d_loss .*step 10"
+    trainer.DivergedError,
+    match=r"step 15: the discriminator loss reached .* above training.max_d_loss=0.001.*step 10",
   ):
     trainer.train_and_evaluate(diverging, tmp_path)
   assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [

@@ -75,6 +75,11 @@ class Family:
     )
     return new_state, metrics
 
+  def check_training(self, summary: dict[str, float]) -> str | None:
+    """Why training should stop (e.g. divergence), or None, from the train metrics since the last
+    log step: means over the steps, except metrics named `*_max`, which are maxima."""
+    return None
+
   def image_grids(self, params, model_state, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
     """Named image sets for PNG grids; by default prior/generator samples."""
     return {"samples": self.sample(params, model_state, rng, self.config.sampling.num_samples)}

@@ -21,9 +21,9 @@ generator update:
   * aug is DiffAugment (model.diffaugment) or the identity.
   * Conditional models (model.conditional) train D on real images with their labels and on fakes
     generated for those same labels; the generator update draws labels uniformly.
-  * Divergence guard: with training.max_d_loss > 0 the metric `d_loss_exceeds_max_d_loss` is NaN
-    as soon as some critic update's loss exceeds it, so the runner's non-finite check stops the
-    run and keeps the last good checkpoint (NaN losses stop it in any case).
+  * Divergence guard: with training.max_d_loss > 0, `check_training` stops the run (keeping the
+    last good checkpoint) at the first log step after some critic update's loss (the metric
+    `d_loss_max`, a maximum over the logging window) exceeded it; NaN losses stop it in any case.
 
 Sampling: z ~ N(0, I), or, with sampling.truncation = t > 0, the normal truncated to [-t, t]
 (the truncation trick of Brock et al. 2019). Image grids: "samples" (fixed latents from
@@ -320,11 +320,7 @@ class GANFamily(Family):
       g_grad_norm=optax.global_norm(g_grads),
       **self._learning_rates(state.step),
     )
-    max_d_loss = self.config.training.max_d_loss
-    if max_d_loss > 0:
-      metrics["d_loss_exceeds_max_d_loss"] = jnp.where(
-        d_metrics["d_loss"].max() > max_d_loss, jnp.nan, 0.0
-      )
+    metrics["d_loss_max"] = d_metrics["d_loss"].max()
     new_state = state.replace(
       step=state.step + 1,
       params={"generator": g_params, "discriminator": d_params},
@@ -365,6 +361,17 @@ class GANFamily(Family):
     )
     z = self._latents(z_rng, num, self.config.sampling.truncation)
     return self._to_value_range(self._generate(params["generator"], z, labels))
+
+  def check_training(self, summary: dict[str, float]) -> str | None:
+    max_d_loss = self.config.training.max_d_loss
+    if max_d_loss > 0 and summary.get("d_loss_max", 0.0) > max_d_loss:
+      return (
+        f"the discriminator loss reached {summary['d_loss_max']:.4g}, above training.max_d_loss="
+        f"{max_d_loss:g}: the GAN is diverging. Lower optim.d_lr or optim.lr, add a regularizer "
+        "(model.gradient_penalty, model.r1_gamma, model.spectral_norm), or raise "
+        "training.max_d_loss (0 disables the check)"
+      )
+    return None
 
   def image_grids(self, params, model_state, batch, rng):
     grids = {"samples": self.sample(params, model_state, rng, self.config.sampling.num_samples)}
