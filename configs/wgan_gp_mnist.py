@@ -41,8 +41,8 @@ def get_config(arg: str = ""):
     training.checkpoint_every = 50
   else:
     training.batch_size = 5 * 64
-    training.num_train_steps = 5_000
-    training.log_every = 100
-    training.checkpoint_every = 1_000
-    training.sample_every = 500
+    training.num_train_steps = 1_000
+    training.log_every = 50
+    training.checkpoint_every = 250
+    training.sample_every = 200
   return config

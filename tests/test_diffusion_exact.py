@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from genjax.config import base_config
-from genjax.diffusion import editing, likelihood
+from genjax.diffusion import editing, likelihood, samplers
 from genjax.diffusion.gaussian import gaussian_eps
 from genjax.diffusion.processes import make_process
 from genjax.diffusion.samplers import make_sampler
@@ -325,3 +325,17 @@ def test_sdedit_preserves_the_data_distribution_and_follows_strength():
   assert np.corrcoef(full[:, 0], np.asarray(x)[:, 0])[0, 1] < 0.05
   with pytest.raises(ValueError, match="strength"):
     editing.sdedit(process, exact_eps(process), jax.random.key(0), x, 0.0, 10)
+
+
+def test_clipped_eps_clips_the_implied_denoised_value_only_where_it_leaves_the_range():
+  process = make_process(make_config("ddpm").diffusion)
+  x = jnp.asarray([[0.3, -2.5], [4.0, 0.1]])
+  t = jnp.asarray([10, 500])
+  raw = lambda x, t: jnp.full_like(x, 0.2)
+  alpha, sigma = (v[:, None] for v in process.marginal(t))
+  x0 = (x - sigma * 0.2) / alpha
+  clipped = samplers.clipped_eps(process, raw, -1.0, 1.0)(x, t)
+  np.testing.assert_allclose((x - sigma * clipped) / alpha, np.clip(x0, -1.0, 1.0), rtol=1e-5, atol=1e-5)
+  inside = np.abs(np.asarray(x0)) <= 1.0
+  assert inside.any() and (~inside).any()
+  np.testing.assert_allclose(np.asarray(clipped)[inside], 0.2, rtol=1e-4)

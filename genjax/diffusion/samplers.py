@@ -58,6 +58,19 @@ def denoised(
   return (x - sigma * eps) / alpha, eps
 
 
+def clipped_eps(process: Process, eps_fn: EpsFn, low: float, high: float) -> EpsFn:
+  """eps_fn whose implied x_0_hat = (x - sigma eps) / alpha is clipped to [low, high] (Ho et al.'s
+  clip_denoised, at every step of every sampler): eps' = (x - alpha clip(x_0_hat)) / sigma."""
+
+  def eps(x: jax.Array, t: jax.Array) -> jax.Array:
+    eps_hat = eps_fn(x, t)
+    alpha, sigma = (_expand(v, x) for v in process.marginal(t))
+    x0 = jnp.clip((x - sigma * eps_hat) / alpha, low, high)
+    return (x - alpha * x0) / sigma
+
+  return eps
+
+
 def make_sampler(name: str, process: Process, sampling: ml_collections.ConfigDict) -> Sampler:
   """The sampler `name` for `process` with the settings of the `sampling` config section."""
   factory = SAMPLERS.get(name)

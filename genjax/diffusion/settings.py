@@ -53,7 +53,7 @@ def add_diffusion_defaults(config: ml_collections.ConfigDict) -> ml_collections.
   s.churn_tmax = 1e9
   s.noise_scale = 1.0  # heun: S_noise
   s.guidance = 0.0  # classifier-free guidance weight w (class-conditional models)
-  s.clip_denoised = True  # images: clip the final sample to data.value_range
+  s.clip_denoised = True  # images: clip x_0_hat to data.value_range at every step, and the sample
   s.edit_num_steps = 100  # image grids: steps of the inpainting and SDEdit samplers
   s.inpaint_resample = 1  # image grids: RePaint passes per inpainting step (1: plain replacement)
   s.edit_strength = 0.5  # image grids: SDEdit strength

@@ -34,7 +34,7 @@ import numpy as np
 from genjax import parallel
 from genjax.diffusion import editing, likelihood, objectives
 from genjax.diffusion.processes import make_process
-from genjax.diffusion.samplers import make_sampler, network_evaluations
+from genjax.diffusion.samplers import clipped_eps, make_sampler, network_evaluations
 from genjax.families import FAMILIES
 from genjax.families.base import Family
 from genjax.models.score_mlp import ScoreMLP
@@ -123,12 +123,17 @@ class DiffusionFamily(Family):
     return eps
 
   def eps_fn(self, params, labels=None):
-    """(x, t) -> eps_hat with the EMA/given params, guided by sampling.guidance when conditional."""
-    if not self.num_classes:
-      return lambda x, t: self._labelled_eps(params)(x, t, None)
-    return editing.guided_eps(
-      self._labelled_eps(params), labels, self.num_classes, self.config.sampling.guidance
-    )
+    """(x, t) -> eps_hat with the EMA/given params, guided by sampling.guidance when conditional;
+    for images with sampling.clip_denoised, x_0_hat is clipped to data.value_range at every step."""
+    if self.num_classes:
+      eps = editing.guided_eps(
+        self._labelled_eps(params), labels, self.num_classes, self.config.sampling.guidance
+      )
+    else:
+      eps = lambda x, t: self._labelled_eps(params)(x, t, None)
+    if self.info.is_image and self.config.sampling.clip_denoised:
+      eps = clipped_eps(self.process, eps, *self.config.data.value_range)
+    return eps
 
   def _train_labels(self, batch, rng):
     if not self.num_classes:
