@@ -9,8 +9,9 @@ fakes generated for the same labels; G updates draw labels uniformly.
   python -m genjax.main --config=configs/cgan_mnist.py --workdir=/tmp/cgan_mnist
   python -m genjax.main --config=configs/cgan_mnist.py:tiny --workdir=/tmp/cgan_tiny  # ~1 min
 
-Expected: samples/class_conditional_<step>.png shows row k drawing digit k after the 10,000-step run
-(wall time in the README results table once measured); the tiny run only shows blobs.
+Expected (measured, README results table): after the 3,000-step run
+samples/class_conditional_0003000.png shows row k drawing digit k, MNIST FID 16.7, IS 9.54; the
+tiny run only shows blobs.
 """
 
 from pathlib import Path
