@@ -11,8 +11,8 @@ per step, each critic update on its own 64. EMA 0.999 of G.
 
 Expected: train/d_adversarial (minus the critic's Wasserstein estimate) shrinking towards 0, and
 digits after the 1,000-step run. NOT yet measured to the end: a step takes 2.97 s on the 2-core
-CPU (about 50 min for 1,000 steps); the recorded run stopped at step 295 with noise-like EMA
-samples (README results table).
+CPU (about 50 min for 1,000 steps); the recorded run reached step 650 (raw-generator FID 227,
+faint digit-like EMA samples; README results table).
 """
 
 from pathlib import Path
