@@ -1,4 +1,6 @@
-"""genjax.models.conv: lax's convolution with a hand-written kernel gradient must equal lax's."""
+"""genjax.models.conv: its convolutions (hand-written kernel gradient at stride 1, space-to-depth
+im2col when strided) must equal lax's in value, gradient and, for the gradient penalty, in the
+gradient of an input-gradient norm."""
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +18,11 @@ NHWC = ("NHWC", "HWIO", "NHWC")
     (8, 8, 3, 1, "SAME"),  # 4-image chunks
     (5, 9, 2, 1, "VALID"),  # odd batch: one image per chunk
     (6, 7, 4, 1, ((2, 1), (1, 2))),  # asymmetric explicit padding
-    (4, 8, 3, 2, "SAME"),  # strided: lax's own gradient
+    (4, 8, 3, 2, "SAME"),  # strided, kernel not a multiple of the stride: lax
+    (4, 8, 4, 2, "SAME"),  # DCGAN's discriminator convolution: space-to-depth im2col
+    (3, 9, 4, 2, ((1, 2), (0, 1))),  # odd size, asymmetric padding
+    (2, 9, 2, 2, "VALID"),  # the last row and column are never read
+    (2, 12, 6, 3, "SAME"),
     (8, 8, 1, 1, "SAME"),
   ],
 )
@@ -34,7 +40,33 @@ def test_values_and_gradients_equal_lax(batch, size, kernel, strides, padding):
   (loss, grads) = jax.jit(lambda: loss_and_grads(conv_general_dilated))()
   np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
   for grad, expected in zip(grads, expected_grads):
-    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected).max()))
+    np.testing.assert_allclose(
+      grad, expected, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected).max())
+    )
+
+
+@pytest.mark.parametrize("size, kernel, strides", [(8, 4, 2), (9, 2, 2), (8, 3, 1)])
+def test_gradient_of_the_input_gradient_norm_equals_lax(size, kernel, strides):
+  """What WGAN-GP's penalty differentiates: d/dw of ||d/dx sum(f(conv(x, w)))||^2."""
+  x = jax.random.normal(jax.random.key(2), (3, size, size, 2))
+  w = 0.3 * jax.random.normal(jax.random.key(3), (kernel, kernel, 2, 4))
+
+  def penalty_gradient(conv):
+    def penalty(w):
+      def critic(x):
+        y = conv(x, w, (strides, strides), "SAME", dimension_numbers=NHWC)
+        return jnp.sum(jnp.tanh(y) ** 2)
+
+      return jnp.sum(jax.grad(critic)(x) ** 2)
+
+    return jax.value_and_grad(penalty)(w)
+
+  expected_value, expected_grad = penalty_gradient(jax.lax.conv_general_dilated)
+  value, grad = jax.jit(lambda: penalty_gradient(conv_general_dilated))()
+  np.testing.assert_allclose(value, expected_value, rtol=1e-5)
+  np.testing.assert_allclose(
+    grad, expected_grad, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected_grad).max())
+  )
 
 
 def test_flax_conv_keeps_its_parameters():
