@@ -4,15 +4,14 @@ G as in dcgan_mnist.py (1,066,881 parameters); the critic is the same D without 
 gradient penalty needs examples that do not interact; 660,929 parameters). Wasserstein loss,
 gradient penalty 10, 5 critic updates per generator update, Adam 1e-4 (b1 0.5, b2 0.9, as in the
 paper's MNIST code) for both, 64 images per update: training.batch_size = 5 x 64 = 320 real images
-per step, each critic update on its own 64. EMA 0.999 of G.
+per step, each critic update on its own 64. EMA 0.995 of G.
 
   python -m genjax.main --config=configs/wgan_gp_mnist.py --workdir=/tmp/wgan_gp_mnist
   python -m genjax.main --config=configs/wgan_gp_mnist.py:tiny --workdir=/tmp/wgan_gp_tiny  # ~1 min
 
-Expected: train/d_adversarial (minus the critic's Wasserstein estimate) shrinking towards 0, and
-digits after the 1,000-step run. NOT yet measured to the end: a step takes 2.97 s on the 2-core
-CPU (about 50 min for 1,000 steps); the recorded run reached step 650 (raw-generator FID 227,
-faint digit-like EMA samples; README results table).
+Expected (measured, README results table): the critic's Wasserstein estimate shrinks from about
+30 to 2, and the 2,000-step run (about 24 min on the 2-core CPU, 1.4 steps/s) ends with
+recognizable digits, MNIST FID 91.3 and IS 7.08 (10,000 EMA-generator samples).
 """
 
 from pathlib import Path
@@ -42,8 +41,12 @@ def get_config(arg: str = ""):
     training.checkpoint_every = 50
   else:
     training.batch_size = 5 * 64
-    training.num_train_steps = 1_000
+    training.num_train_steps = 2_000
     training.log_every = 50
     training.checkpoint_every = 250
-    training.sample_every = 200
+    training.sample_every = 400
+    # A 200-step averaging window: with 0.999 a 1,000-step run's EMA still held 37% of the
+    # initial weights (an earlier run's EMA-generator FID was 734 at step 650, the raw
+    # generator's 227).
+    config.optim.ema_decay = 0.995
   return config

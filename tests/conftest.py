@@ -48,3 +48,37 @@ def run_cli(args: list[str], env: dict[str, str], timeout: int = 600):
 
   return subprocess.run([sys.executable, "-m", "genjax.main", *args], env=env, cwd=REPO,
                         capture_output=True, text=True, timeout=timeout)
+
+
+def train_on_synthetic_data(config, workdir, steps: int):
+  """Runs `steps` compiled train steps of `config` (a synthetic dataset) through the Experiment.
+
+  Returns (experiment, params before training, final state, last step's metrics); the caller
+  closes experiment.checkpointer."""
+  import jax
+
+  from genjax import parallel, trainer
+  from genjax.datasets import dataset_info
+  from genjax.input_pipeline import TrainData
+
+  experiment = trainer.Experiment(config, workdir, dataset_info(config.data))
+  data = TrainData(config, config.training.batch_size)
+  state = experiment.init_state()
+  before = jax.device_get(state.params)
+  metrics = {}
+  for _ in range(steps):
+    state, metrics = experiment.train_step(state, parallel.global_batch(experiment.mesh, next(data)))
+  return experiment, before, state, jax.device_get(metrics)
+
+
+def unmoved_kernels(before, after) -> list[str]:
+  """Paths of the leaves named `kernel` that are equal in the two parameter trees."""
+  import jax
+  import numpy as np
+
+  flat_after = dict(jax.tree_util.tree_flatten_with_path(after)[0])
+  return [
+    jax.tree_util.keystr(path)
+    for path, value in jax.tree_util.tree_flatten_with_path(before)[0]
+    if getattr(path[-1], "key", None) == "kernel" and np.array_equal(value, flat_after[path])
+  ]

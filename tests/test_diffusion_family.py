@@ -10,12 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import train_on_synthetic_data, unmoved_kernels
 
-from genjax import parallel, trainer
+from genjax import trainer
 from genjax.config import apply_overrides
 from genjax.datasets import dataset_info, load_source, ring_modes
 from genjax.families import get_family
-from genjax.input_pipeline import TrainData, example_shape
+from genjax.input_pipeline import example_shape
 from genjax.train_state import create_train_state
 
 
@@ -82,17 +83,9 @@ def test_cifar10_configs_train_and_sample_on_synthetic_images(load, tmp_path, na
   zero-initialized output projection behind it in step 2, and q, k, v behind both in step 3.)"""
   config = load(f"{name}:tiny", **{"sampling.num_steps": 3, "optim.warmup_steps": 0})
   assert config.data.name == "synthetic_images"
-  experiment = trainer.Experiment(config, tmp_path, dataset_info(config.data))
-  data = TrainData(config, config.training.batch_size)
-  state = experiment.init_state()
-  before = jax.device_get(state.params)
-  for _ in range(3):
-    state, metrics = experiment.train_step(state, parallel.global_batch(experiment.mesh, next(data)))
+  experiment, before, state, metrics = train_on_synthetic_data(config, tmp_path, steps=3)
   assert np.isfinite(float(metrics["loss"]))
-  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), before, jax.device_get(state.params))
-  kernels = {jax.tree_util.keystr(path): flag
-             for path, flag in jax.tree_util.tree_flatten_with_path(moved)[0] if "kernel" in str(path)}
-  assert kernels and all(kernels.values()), [path for path, flag in kernels.items() if not flag]
+  assert not unmoved_kernels(before, jax.device_get(state.params))
   samples = np.asarray(experiment.sample_fn(state.ema_params, state.model_state, jax.random.key(0), 4))
   assert samples.shape == (4, 32, 32, 3) and np.all(np.isfinite(samples))
 

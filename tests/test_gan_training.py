@@ -7,17 +7,11 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from conftest import train_on_synthetic_data, unmoved_kernels
 
-from genjax import parallel, trainer
+from genjax import trainer
 from genjax.datasets import dataset_info
 from genjax.families import get_family
-from genjax.input_pipeline import TrainData
-
-
-def _lookup(tree, path):
-  for key in path:
-    tree = tree[key.key]
-  return tree
 
 
 def _final_state(config, workdir):
@@ -174,24 +168,13 @@ def test_cifar_configs_train_on_synthetic_images(load, tmp_path, name, overrides
   assert load(name).model.n_critic == 5  # the papers' n_dis; 2 here keeps compilation short
   config = load(name, **{"model.n_critic": 2, "training.batch_size": 2 * 16, **overrides})
   assert config.data.name == "synthetic_images"
-  experiment = trainer.Experiment(config, tmp_path, dataset_info(config.data))
-  data = TrainData(config, config.training.batch_size)
-  state = experiment.init_state()
-  before = jax.device_get(state.params)
-  for _ in range(2):
-    state, metrics = experiment.train_step(
-      state, parallel.global_batch(experiment.mesh, next(data))
-    )
-  metrics = jax.device_get(metrics)
+  experiment, before, state, metrics = train_on_synthetic_data(config, tmp_path, steps=2)
   assert {"d_loss", "g_loss", "d_real", "d_fake", "lr", "d_lr"} <= set(metrics)
   assert all(np.isfinite(value) for value in metrics.values())
   assert ("gradient_penalty" in metrics) == (config.model.gradient_penalty > 0)
-  after = jax.device_get(state.params)
-  for network in ("generator", "discriminator"):  # every weight matrix moved (biases may not: the
-    # Wasserstein loss has no gradient for D's output bias)
-    for path, value in jax.tree_util.tree_flatten_with_path(before[network])[0]:
-      if path[-1].key == "kernel":
-        assert not np.array_equal(value, _lookup(after[network], path)), (network, path)
+  # Every weight matrix of both networks moved (biases may not: the Wasserstein loss has no
+  # gradient for D's output bias).
+  assert not unmoved_kernels(before, jax.device_get(state.params))
   grids = jax.device_get(
     experiment.image_grids(
       state.ema_params,
