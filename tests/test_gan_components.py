@@ -119,7 +119,7 @@ def test_diffaugment_is_differentiable_and_each_policy_acts():
     parse_policy("colour,translation")
 
 
-@pytest.mark.parametrize("features", [3, 5])  # both formulations: patch matmul, phase convolutions
+@pytest.mark.parametrize("features", [1, 5])
 def test_transposed_conv_matches_the_definition(features):
   """out[2i + k - 1] += x[i] w[k] per axis (PyTorch ConvTranspose2d(4, 2, 1)), by numpy loops."""
   x = np.asarray(jax.random.normal(jax.random.key(0), (2, 3, 4, 2)))
