@@ -9,7 +9,7 @@ update per step), EMA 0.999 of G for samples and evaluation.
   python -m genjax.main --config=configs/dcgan_mnist.py --workdir=/tmp/dcgan_mnist
   python -m genjax.main --config=configs/dcgan_mnist.py:tiny --workdir=/tmp/dcgan_tiny  # ~1 min
 
-Expected (measured, README results table): recognizable digits in samples/samples_3000.png and
+Expected (measured, README results table): recognizable digits in samples/samples_0003000.png and
 MNIST FID 55.8 (genjax MNIST-classifier features, 10k samples vs the 60k train images) after the
 3,000-step run (about 3.2 epochs; 5.4 steps/s, 9 min on the quiet 2-core CPU); the tiny run only
 shows blobs.

@@ -67,18 +67,26 @@ def train_on_synthetic_data(config, workdir, steps: int):
   before = jax.device_get(state.params)
   metrics = {}
   for _ in range(steps):
-    state, metrics = experiment.train_step(state, parallel.global_batch(experiment.mesh, next(data)))
+    batch = parallel.global_batch(experiment.mesh, next(data))
+    state, metrics = experiment.train_step(state, batch)
   return experiment, before, state, jax.device_get(metrics)
 
 
 def unmoved_kernels(before, after) -> list[str]:
-  """Paths of the leaves named `kernel` that are equal in the two parameter trees."""
+  """Paths of the leaves named `kernel` that are equal in the two parameter trees (which must
+  hold at least one kernel)."""
   import jax
   import numpy as np
 
   flat_after = dict(jax.tree_util.tree_flatten_with_path(after)[0])
+  kernels = [
+    (path, value)
+    for path, value in jax.tree_util.tree_flatten_with_path(before)[0]
+    if getattr(path[-1], "key", None) == "kernel"
+  ]
+  assert kernels, "the parameters hold no leaf named `kernel`"
   return [
     jax.tree_util.keystr(path)
-    for path, value in jax.tree_util.tree_flatten_with_path(before)[0]
-    if getattr(path[-1], "key", None) == "kernel" and np.array_equal(value, flat_after[path])
+    for path, value in kernels
+    if np.array_equal(value, flat_after[path])
   ]

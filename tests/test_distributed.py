@@ -1,5 +1,6 @@
 """One code path for 1 device, 8 (simulated) devices and 2 processes."""
 
+import json
 import re
 import socket
 
@@ -90,8 +91,6 @@ def test_two_processes_train_together_and_agree(data_env, tfds_dir, load, tmp_pa
 
 def train_metrics(workdir) -> dict[int, dict[str, float]]:
   """{step: {"train/...": value}} from a run's metrics.jsonl."""
-  import json
-
   rows = {}
   for line in (workdir / "metrics.jsonl").read_text().splitlines():
     row = json.loads(line)

@@ -115,6 +115,8 @@ def conv_general_dilated(
     and precision is None
     and preferred_element_type is None
     and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape)
+    # stride 1, or im2col's space-to-depth: kernel [kh, kw, C, O] a multiple of the strides
+    and all(size % int(stride) == 0 for size, stride in zip(rhs.shape[:2], window_strides))
   )
   if not plain:
     return jax.lax.conv_general_dilated(
@@ -127,11 +129,7 @@ def conv_general_dilated(
   strides = tuple(int(s) for s in window_strides)
   if strides == (1, 1):
     return _conv(lhs, rhs, strides, pads)
-  if rhs.shape[0] % strides[0] == 0 and rhs.shape[1] % strides[1] == 0:
-    return _im2col_conv(lhs, rhs, strides, pads)
-  return jax.lax.conv_general_dilated(
-    lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers
-  )
+  return _im2col_conv(lhs, rhs, strides, pads)
 
 
 def _im2col_conv(x: jax.Array, w: jax.Array, strides: tuple[int, int], pads: tuple) -> jax.Array:
