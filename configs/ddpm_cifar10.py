@@ -58,7 +58,7 @@ def _tiny(config):
   config.training.checkpoint_every = 20
   config.sampling.num_steps = 10
   config.sampling.sampler = "ddim"
-  config.sampling.num_samples = 16
+  config.sampling.grid_size = 16
   config.sampling.edit_num_steps = 10
   config.eval.batch_size = 32
   config.eval.num_examples = 32

@@ -37,7 +37,7 @@ def get_config(arg: str = ""):
   config.sampling.sampler = "ode"
   config.sampling.num_steps = 100
   config.sampling.rtol = config.sampling.atol = 1e-4
-  config.sampling.num_samples = 2000
+  config.sampling.grid_size = 2000
 
   config.eval.batch_size = 500
   config.eval.num_examples = 1000

@@ -47,7 +47,7 @@ def get_config(arg: str = ""):
 
   config.eval.batch_size = 2_500
   config.eval.num_examples = 2_500
-  config.sampling.num_samples = 2_500
+  config.sampling.grid_size = 2_500
 
   if arg == "tiny":
     training.num_train_steps = 4_000

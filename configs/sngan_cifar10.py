@@ -50,7 +50,7 @@ def get_config(arg: str = ""):
   training.max_d_loss = 100.0
 
   config.eval.num_examples = 10_000
-  config.sampling.num_samples = 100
+  config.sampling.grid_size = 100
   config.sampling.grid_columns = 10
 
   if arg == "tiny":

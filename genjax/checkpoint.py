@@ -1,25 +1,46 @@
 """Checkpoints through orbax: train state + data-iterator state + config snapshot, async and atomic.
 
-Layout: <workdir>/checkpoints/<step>/{state, data, config}. orbax writes each step into a temporary
-folder and renames it when complete, so an interrupted save never shows up as a step. A step that is
-complete but unreadable (a damaged disk, a truncated file) is moved aside to
-<workdir>/checkpoints_unreadable/ with a warning, and the previous step is used.
+Layout: <workdir>/checkpoints/<step>/{state, data, config}; the workdir may be local or remote
+(`gs://...`), see genjax.paths. orbax writes each step into a temporary folder and renames it when
+complete, so an interrupted save never shows up as a step.
+
+Restoring tells two failures apart, and every process takes the same decision:
+  * mismatch: the step is readable but holds a different state than this config builds (another
+    network size, a `:tiny` config pointed at a full workdir, `optim.grad_clip_norm` added). This is
+    a `CheckpointMismatchError` naming the first differing parameter path with both shapes;
+    nothing is moved.
+  * unreadable: its files cannot be read (truncated or corrupt bytes). In train mode the step is
+    moved aside to <workdir>/checkpoints_unreadable/ with a warning and the previous step is used;
+    a read-only checkpointer (eval and sample modes) raises `CheckpointUnreadableError` instead and
+    never moves, deletes or writes anything.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import grain
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from orbax.checkpoint import checkpoint_managers
+
+from genjax.paths import as_path
+
+_READABLE, _MISMATCH, _UNREADABLE = 0, 1, 2
+
+
+class CheckpointMismatchError(ValueError):
+  """A readable checkpoint holds a state of another structure or shape than this config builds."""
+
+
+class CheckpointUnreadableError(RuntimeError):
+  """A checkpoint's files cannot be read, and this checkpointer may not set the step aside."""
 
 
 class _IteratorSnapshot:
@@ -32,18 +53,87 @@ class _IteratorSnapshot:
     return self._state
 
 
+def _state_signature(abstract_state: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  """{orbax parameter name: (shape, dtype)} of a state as orbax stores it (PRNG keys as key data)."""
+  signature = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract_state)[0]:
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.eval_shape(jax.random.key_data, leaf)
+    name = ".".join(str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))) for key in path)
+    signature[name] = (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+  return signature
+
+
+def _saved_signature(metadata_tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  leaves = jax.tree.leaves(metadata_tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "name"))
+  return {leaf.name: (tuple(leaf.shape), np.dtype(leaf.dtype).name) for leaf in leaves}
+
+
+def describe_mismatch(saved: dict, expected: dict) -> str | None:
+  """The first difference between two {name: (shape, dtype)} signatures, in words, or None."""
+  for name, (shape, dtype) in expected.items():
+    if name not in saved:
+      missing = [n for n in expected if n not in saved]
+      return f"this config has `{name}` (shape {shape}), which the checkpoint lacks ({len(missing)} such)"
+    if saved[name] != (shape, dtype):
+      return (f"`{name}` is {saved[name][1]}{list(saved[name][0])} in the checkpoint but "
+              f"{dtype}{list(shape)} in this config")
+  extra = [name for name in saved if name not in expected]
+  if extra:
+    return f"the checkpoint has `{extra[0]}` (shape {saved[extra[0]][0]}), which this config lacks ({len(extra)} such)"
+  return None
+
+
+def _agree(local_outcome: int) -> int:
+  """The worst outcome over all processes, so every process takes the same decision."""
+  if jax.process_count() == 1:
+    return local_outcome
+  from jax.experimental import multihost_utils
+
+  return int(np.max(multihost_utils.process_allgather(np.array(local_outcome, np.int32))))
+
+
+class _BestRecorded(checkpoint_managers.PreservationPolicy):
+  """Preserves the step with the best recorded value of one metric (none without records).
+
+  Steps are saved before they are evaluated, so their metrics come later through
+  `Checkpointer.record_metrics` and live in <workdir>/checkpoint_metrics.json, not in orbax.
+  """
+
+  def __init__(self, metric: str, sign: float, recorded: dict[int, dict[str, float]]):
+    self.metric, self.sign, self.recorded = metric, sign, recorded
+
+  def should_preserve(self, checkpoints, *, context) -> list[bool]:
+    scored = [(self.sign * self.recorded[info.step][self.metric], index)
+              for index, info in enumerate(checkpoints)
+              if self.metric in self.recorded.get(info.step, {})]
+    best = max(scored)[1] if scored else None
+    return [index == best for index in range(len(checkpoints))]
+
+
 class Checkpointer:
-  """Keeps the last `keep` steps and, optionally, the best step by an eval metric."""
+  """Keeps the last `keep` steps and, optionally, the best step by an eval metric.
+
+  `read_only=True` (evaluation, sampling) opens the folder without creating, cleaning or moving
+  anything; `save` is then an error.
+  """
 
   def __init__(
     self,
-    workdir: str | Path,
+    workdir: str | epath.PathLike,
     keep: int = 3,
     best_metric: str = "",
     best_mode: str = "min",
     async_save: bool = True,
+    read_only: bool = False,
   ):
-    self.directory = Path(workdir).absolute() / "checkpoints"
+    self.directory = as_path(workdir) / "checkpoints"
+    self.read_only = read_only
+    self._metrics_path = self.directory.parent / "checkpoint_metrics.json"
+    self.recorded_metrics: dict[int, dict[str, float]] = (
+      {int(step): values for step, values in json.loads(self._metrics_path.read_text()).items()}
+      if self._metrics_path.exists() else {}
+    )
     self._options = dict(keep=keep, best_metric=best_metric, best_mode=best_mode, async_save=async_save)
     self.manager = self._make_manager()
 
@@ -52,23 +142,22 @@ class Checkpointer:
     policies = [checkpoint_managers.LatestN(keep)]
     if best_metric:
       sign = 1.0 if self._options["best_mode"] == "max" else -1.0
-      policies.append(
-        checkpoint_managers.BestN(
-          get_metric_fn=lambda metrics: sign * float(metrics.get(best_metric, float("-inf"))),
-          n=1,
-          keep_checkpoints_without_metrics=False,
-        )
-      )
+      policies.append(_BestRecorded(best_metric, sign, self.recorded_metrics))
     options = ocp.CheckpointManagerOptions(
       preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
-      enable_async_checkpointing=self._options["async_save"],
-      cleanup_tmp_directories=True,
-      create=True,
+      enable_async_checkpointing=self._options["async_save"] and not self.read_only,
+      cleanup_tmp_directories=not self.read_only,
+      create=not self.read_only,
+      read_only=self.read_only,
     )
     return ocp.CheckpointManager(
       self.directory,
       item_names=("state", "data", "config"),
-      item_handlers={"data": grain.checkpoint.CheckpointHandler()},
+      item_handlers={
+        "state": ocp.StandardCheckpointHandler(),
+        "data": grain.checkpoint.CheckpointHandler(),
+        "config": ocp.JsonCheckpointHandler(),
+      },
       options=options,
     )
 
@@ -86,7 +175,12 @@ class Checkpointer:
     config: ml_collections.ConfigDict,
     metrics: dict[str, float] | None = None,
   ) -> None:
-    """Starts an (async) save of `state` at `step`; `metrics` feed the keep-best policy."""
+    """Starts an (async) save of `state` at `step`; `metrics` (or a later `record_metrics`)
+    feed the keep-best policy."""
+    if self.read_only:
+      raise RuntimeError(f"{self.directory} was opened read-only; it takes no new checkpoints.")
+    if metrics is not None:
+      self.record_metrics(step, metrics)
     if step in self.manager.all_steps():
       return
     args = ocp.args.Composite(
@@ -94,7 +188,13 @@ class Checkpointer:
       data=grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_iterator)),
       config=ocp.args.JsonSave(config.to_dict()),
     )
-    self.manager.save(step, args=args, metrics=metrics, force=True)
+    self.manager.save(step, args=args, force=True)
+
+  def record_metrics(self, step: int, metrics: dict[str, float]) -> None:
+    """Evaluation results of a saved (or about to be saved) step, for training.keep_best_by."""
+    self.recorded_metrics[step] = {name: float(value) for name, value in metrics.items()}
+    if jax.process_index() == 0 and not self.read_only:
+      self._metrics_path.write_text(json.dumps(self.recorded_metrics, indent=1))
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -103,37 +203,61 @@ class Checkpointer:
     """Restores `step` (default: the newest readable one) into the shapes/shardings of abstract_state.
 
     The data iterator, when given, is set to continue after the saved batch.
-    Raises FileNotFoundError when there is no readable checkpoint.
+    Raises CheckpointMismatchError when the step holds another state than abstract_state,
+    CheckpointUnreadableError when a step's files are damaged and this checkpointer may not set it
+    aside (read-only, or `step` asked for explicitly), and FileNotFoundError when no step is left.
     """
     steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
     if not steps:
       raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+    expected = _state_signature(abstract_state)
     for candidate in steps:
-      items = {"state": ocp.args.StandardRestore(abstract_state)}
-      if data_iterator is not None:
-        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+      restored, outcome, detail = None, _READABLE, ""
       try:
-        restored = self.manager.restore(candidate, args=ocp.args.Composite(**items))
-      except Exception as error:
-        if step is not None:
-          raise RuntimeError(f"Checkpoint step {step} in {self.directory} is unreadable: {error}") from error
-        self._set_aside(candidate, error)
-        continue
-      return restored["state"], candidate
+        metadata = self.manager.item_metadata(candidate)["state"]
+        difference = describe_mismatch(_saved_signature(metadata.tree), expected)
+        if difference:
+          outcome, detail = _MISMATCH, difference
+      except Exception as error:  # noqa: BLE001 - unreadable metadata means damaged files
+        outcome, detail = _UNREADABLE, f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+      if _agree(outcome) == _READABLE:
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+          items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        try:
+          restored = self.manager.restore(candidate, args=ocp.args.Composite(**items))
+        except Exception as error:  # noqa: BLE001 - the structure matched, so the bytes are bad
+          outcome, detail = _UNREADABLE, f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+      agreed = _agree(outcome)
+      if agreed == _READABLE:
+        return restored["state"], candidate
+      if agreed == _MISMATCH:
+        raise CheckpointMismatchError(
+          f"The checkpoint at step {candidate} in {self.directory} does not fit this config: "
+          f"{detail or 'another process found a different state'}. The checkpoints are left as they "
+          "are. Train this config in a new --workdir, run the config the checkpoint was written "
+          f"with (saved in {self.directory / str(candidate) / 'config'}), or start a new run from "
+          "these weights by fine-tuning."
+        )
+      if self.read_only or step is not None:
+        raise CheckpointUnreadableError(
+          f"Checkpoint step {candidate} in {self.directory} is unreadable ({detail or 'on another process'}). "
+          "Nothing was moved. Evaluate or sample an earlier step with --step=N, or run --mode=train, "
+          "which sets damaged steps aside and resumes from the newest readable one."
+        )
+      self._set_aside(candidate, detail)
     raise FileNotFoundError(f"No readable checkpoint in {self.directory}.")
 
   def restored_config(self, step: int) -> dict:
     return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
-  def _set_aside(self, step: int, error: Exception) -> None:
+  def _set_aside(self, step: int, detail: str) -> None:
     aside = self.directory.parent / "checkpoints_unreadable" / f"{step}-{int(time.time())}"
-    logging.warning(
-      "Checkpoint step %d is unreadable (%s: %s); moving it to %s and using the previous step.",
-      step, type(error).__name__, str(error).splitlines()[0][:300], aside,
-    )
+    logging.warning("Checkpoint step %d is unreadable (%s); moving it to %s and using the previous step.",
+                    step, detail or "on another process", aside)
     if jax.process_index() == 0:
       aside.parent.mkdir(parents=True, exist_ok=True)
-      shutil.move(str(self.directory / str(step)), str(aside))
+      (self.directory / str(step)).rename(aside)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
 

@@ -106,8 +106,10 @@ def base_config() -> ml_collections.ConfigDict:
   eval_config.inception_sha256 = ""  # its SHA-256, checked before loading
 
   config.sampling = sampling = ml_collections.ConfigDict()
-  sampling.num_samples = 64
+  sampling.grid_size = 64  # images in each PNG grid (rows of grid_columns)
   sampling.grid_columns = 8
+  sampling.num_samples = 64  # samples --mode=sample writes to samples_<step>_seed<seed>.npz
+  sampling.batch_size = 64  # --mode=sample draws this many at a time (bounded memory)
   sampling.seed = 42
   sampling.use_ema = True
   return config

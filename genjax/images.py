@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
+from etils import epath
 from PIL import Image
+
+from genjax.paths import as_path
 
 
 def to_unit_range(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
@@ -43,8 +46,11 @@ def render(samples: np.ndarray, value_range: tuple[float, float], columns: int) 
   return make_grid(to_unit_range(samples, value_range), columns)
 
 
-def save_png(path: str | Path, picture: np.ndarray) -> Path:
-  path = Path(path)
+def save_png(path: epath.PathLike, picture: np.ndarray) -> epath.Path:
+  """Writes a uint8 [H, W, C] picture as PNG to a local or remote (gs://) path."""
+  path = as_path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
+  encoded = io.BytesIO()
+  Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(encoded, format="PNG")
+  path.write_bytes(encoded.getvalue())
   return path

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 from clu import metrics as clu_metrics
 from clu import parameter_overview, periodic_actions
+from etils import epath
 
 import genjax
 from genjax import images, parallel
@@ -33,6 +34,8 @@ from genjax.checkpoint import Checkpointer
 from genjax.datasets import DatasetInfo, dataset_info
 from genjax.families import get_family
 from genjax.input_pipeline import TrainData, eval_batches, example_shape
+from genjax.optim import make_schedule
+from genjax.paths import as_path
 from genjax.train_state import TrainState, create_train_state
 from genjax.writers import make_writer
 
@@ -52,9 +55,10 @@ class DivergedError(TrainingHalted):
 class Experiment:
   """A family bound to a mesh: compiled init/train/eval/sample functions and the checkpointer."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path, info: DatasetInfo):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: epath.PathLike, info: DatasetInfo,
+               read_only: bool = False):
     self.config = config
-    self.workdir = Path(workdir)
+    self.workdir = as_path(workdir)
     self.info = info
     self.mesh = parallel.make_mesh()
     self.family = get_family(config.family)(config, info, example_shape(config.data, info))
@@ -72,6 +76,7 @@ class Experiment:
     self.checkpointer = Checkpointer(
       self.workdir, keep=config.training.keep_checkpoints, best_metric=config.training.keep_best_by,
       best_mode=config.training.best_mode, async_save=config.training.async_checkpoints,
+      read_only=read_only,
     )
 
   def _dummy_batch(self) -> dict[str, jax.Array]:
@@ -156,7 +161,7 @@ def eval_protocol(config: ml_collections.ConfigDict, step: int) -> dict[str, Any
   return protocol
 
 
-def write_eval_json(config, workdir: Path, step: int, results: dict[str, float]) -> Path:
+def write_eval_json(config, workdir: epath.Path, step: int, results: dict[str, float]) -> epath.Path:
   path = workdir / f"eval_{step}.json"
   if jax.process_index() == 0:
     path.write_text(json.dumps({"step": step, "metrics": results, "protocol": eval_protocol(config, step)},
@@ -165,7 +170,7 @@ def write_eval_json(config, workdir: Path, step: int, results: dict[str, float])
 
 
 def write_image_grids(experiment: Experiment, state: TrainState, step: int, writer, seed: int,
-                      tag: str = "") -> list[Path]:
+                      tag: str = "") -> list[epath.Path]:
   """PNG grids (samples/<name>_<step><tag>.png) and TensorBoard images of the family's image sets."""
   config = experiment.config
   local = next(iter(eval_batches(config, parallel.local_batch_size(config.eval.batch_size, "eval.batch_size"))))
@@ -206,11 +211,17 @@ class PreemptionWatcher:
     self.requested = True
 
   def should_stop(self, step: int) -> bool:
+    """At a step boundary: whether to save and exit now (the same answer on every process)."""
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
 
       return multihost_utils.reached_preemption_sync_point(step)
     return self.requested
+
+  def requested_since_step(self) -> bool:
+    """After an evaluation or a sampling: whether a SIGTERM came meanwhile. With several
+    processes the agreement needs a step number, so they stop at the next step's sync point."""
+    return self.requested if jax.process_count() == 1 else False
 
   def close(self) -> None:
     if self._previous is not None:
@@ -274,26 +285,90 @@ def _warn_on_config_change(checkpointer: Checkpointer, step: int, config: ml_col
     logging.warning("Resuming step %d with a changed config: %s", step, "; ".join(changed))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, float]:
+def _is_due(step: int, every: int, final: bool = False) -> bool:
+  """Whether a periodic action runs at `step`: every `every` steps (0: never) and at the end."""
+  return final or (every > 0 and step % every == 0)
+
+
+def _summarize_and_check(experiment: Experiment, state: TrainState, pending: list, step: int, writer) -> None:
+  """Averages the train metrics since the last summary, halts on NaN/inf or divergence, then
+  writes them. Every checkpoint is taken after this check, so none holds an unchecked state."""
+  config, checkpointer = experiment.config, experiment.checkpointer
+  summary = _average_metrics(pending) if pending else {}
+  bad = [name for name, value in summary.items() if not np.isfinite(value)]
+  if config.training.halt_on_nonfinite and (bad or not bool(_all_finite(state.params))):
+    checkpointer.wait()
+    what = f"metrics {', '.join(bad)}" if bad else "the parameters"
+    raise NonFiniteError(
+      f"Training stopped at step {step}: {what} became NaN/inf (averaged over steps since the last "
+      f"log). The last good checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
+      "is kept. Lower optim.lr, set optim.grad_clip_norm (a new optimizer state: continue by "
+      "fine-tuning from this workdir, or start a new --workdir), or check the data, then run again."
+    )
+  problem = experiment.family.check_training(summary) if summary else None
+  if problem:
+    checkpointer.wait()
+    raise DivergedError(
+      f"Training stopped at step {step}: {problem}. The last good checkpoint (step "
+      f"{checkpointer.latest_step()}) in {checkpointer.directory} is kept."
+    )
+  if summary:
+    writer.write_scalars(step, {f"train/{k}": v for k, v in summary.items()})
+
+
+def _evaluate_and_record(experiment: Experiment, state: TrainState, step: int, writer) -> dict[str, float]:
+  """Evaluates `state` (already saved at `step`), writes the metrics and eval_<step>.json, and
+  hands them to the checkpointer's keep-best policy."""
+  results = evaluate_state(experiment, state)
+  writer.write_scalars(step, results)
+  write_eval_json(experiment.config, experiment.workdir, step, results)
+  experiment.checkpointer.record_metrics(step, _strip(results))
+  return results
+
+
+def _log_schedule_change(experiment: Experiment, step: int) -> None:
+  """When a finished run continues with a larger training.num_train_steps, the learning-rate
+  schedule is rebuilt over the new horizon; says what that does to the rate at this step."""
+  saved = experiment.checkpointer.restored_config(step)
+  saved_steps = saved.get("training", {}).get("num_train_steps")
+  current = experiment.config.training.num_train_steps
+  if saved_steps is None or saved_steps == current:
+    return
+  saved_optim = ml_collections.ConfigDict(saved.get("optim", experiment.config.optim.to_dict()))
+  updates = step // max(experiment.config.optim.accumulate_steps, 1)
+  old_lr = float(make_schedule(saved_optim, saved_steps)(updates))
+  new_lr = float(make_schedule(experiment.config.optim, current)(updates))
+  logging.warning(
+    "training.num_train_steps changed from %d to %d: the learning-rate schedule now spans %d steps, "
+    "so at step %d the rate is %.4g (it was %.4g under the old horizon).",
+    saved_steps, current, current, step, new_lr, old_lr,
+  )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> dict[str, float]:
   """Trains to training.num_train_steps (resuming the workdir's latest checkpoint), evaluates, samples.
 
-  Returns the final evaluation metrics plus "step". Raises DivergedError when the family's
-  check_training hook objects to the logged metrics, and NonFiniteError when the loss or the
-  parameters stop being finite; no checkpoint is written from such a state.
+  Each step: train, then (when due) summarize and check the metrics, save, evaluate, sample, in
+  that order, so a preemption during a long evaluation never loses the trained steps. A SIGTERM
+  is honoured at the next step boundary and again after an evaluation or a sampling.
+  Returns the final evaluation metrics plus "step" (and "preempted" when stopped by SIGTERM).
+  Raises DivergedError when the family's check_training hook objects to the logged metrics,
+  and NonFiniteError when the loss or the parameters stop being finite; no checkpoint is
+  written from such a state.
   """
   _check_config(config)
-  workdir = Path(workdir)
   training = config.training
   local_batch = parallel.local_batch_size(training.batch_size)
   parallel.local_batch_size(config.eval.batch_size, "eval.batch_size")
   data = TrainData(config, local_batch)
   experiment = Experiment(config, workdir, data.info)
   checkpointer = experiment.checkpointer
-  writer = make_writer(workdir)
+  writer = make_writer(experiment.workdir)
 
   if checkpointer.latest_step() is not None:
     state, step = experiment.restore(data.iterator)
     _warn_on_config_change(checkpointer, step, config)
+    _log_schedule_change(experiment, step)
     logging.info("Resumed from the checkpoint at step %d.", step)
   else:
     state, step = experiment.init_state(), 0
@@ -307,38 +382,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   clock = TrainingClock(training.max_train_minutes)
   pending: list[dict[str, jax.Array]] = []
   results: dict[str, float] = {}
-
-  def evaluate_then_save_on_failure(at_step: int) -> dict[str, float]:
-    try:
-      return evaluate_state(experiment, state)
-    except Exception:
-      checkpointer.save(at_step, state, data.iterator, config)  # an eval failure loses no training
-      checkpointer.wait()
-      raise
-
-  def check_finite(at_step: int) -> None:
-    nonlocal pending
-    summary = _average_metrics(pending) if pending else {}
-    bad = [name for name, value in summary.items() if not np.isfinite(value)]
-    if training.halt_on_nonfinite and (bad or not bool(_all_finite(state.params))):
-      checkpointer.wait()
-      what = f"metrics {', '.join(bad)}" if bad else "the parameters"
-      raise NonFiniteError(
-        f"Training stopped at step {at_step}: {what} became NaN/inf (averaged over steps since the last "
-        f"log). The last good checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
-        "is kept. Lower optim.lr, set optim.grad_clip_norm, or check the data, then run again."
-      )
-    problem = experiment.family.check_training(summary) if summary else None
-    if problem:
-      checkpointer.wait()
-      raise DivergedError(
-        f"Training stopped at step {at_step}: {problem}. The last good checkpoint (step "
-        f"{checkpointer.latest_step()}) in {checkpointer.directory} is kept."
-      )
-    if summary:
-      writer.write_scalars(at_step, {f"train/{k}": v for k, v in summary.items()})
-    pending = []
-
+  evaluated_step = None
   try:
     while step < training.num_train_steps:
       batch = parallel.global_batch(experiment.mesh, next(data))
@@ -349,25 +393,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       step += 1
       report(step)
       stopping = preemption.should_stop(step)
+      log_due = _is_due(step, training.log_every)
       final = step == training.num_train_steps
-      if step % training.log_every == 0 and not final and clock.out_of_time():
-        logging.warning("training.max_train_minutes=%g reached at step %d: evaluating and saving now; "
+      if log_due and not final and clock.out_of_time():
+        logging.warning("training.max_train_minutes=%g reached at step %d: saving and evaluating now; "
                         "run the same command (or raise the limit) to continue.", training.max_train_minutes, step)
         final = True
-      if step % training.log_every == 0 or final or stopping:
-        check_finite(step)
-      evaluate_now = final or (training.eval_every and step % training.eval_every == 0)
-      if evaluate_now:
-        results = evaluate_then_save_on_failure(step)
-        writer.write_scalars(step, results)
-      if step % training.checkpoint_every == 0 or final or stopping or evaluate_now:
-        if pending:
-          check_finite(step)
-        # Saved after its evaluation, so training.keep_best_by can rank every evaluated step.
-        checkpointer.save(step, state, data.iterator, config,
-                          metrics=_strip(results) if evaluate_now else None)
-      if training.sample_every and step % training.sample_every == 0 and not final:
+      evaluate_due = not stopping and _is_due(step, training.eval_every, final)
+      save_due = stopping or evaluate_due or _is_due(step, training.checkpoint_every, final)
+      if log_due or save_due:
+        _summarize_and_check(experiment, state, pending, step, writer)
+        pending = []
+      if save_due:
+        checkpointer.save(step, state, data.iterator, config)
+      if evaluate_due:
+        results = _evaluate_and_record(experiment, state, step, writer)
+        evaluated_step = step
+        stopping = preemption.requested_since_step()
+      if not stopping and not final and _is_due(step, training.sample_every):
         write_image_grids(experiment, state, step, writer, config.sampling.seed)
+        stopping = preemption.requested_since_step()
       if stopping:
         checkpointer.wait()
         logging.warning("Preempted: checkpoint saved at step %d; run the same command to resume.", step)
@@ -375,10 +420,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       if final:
         break
 
-    if not results:  # nothing left to train: evaluate the restored state
-      results = evaluate_state(experiment, state)
-      writer.write_scalars(step, results)
-    write_eval_json(config, workdir, step, results)
+    if evaluated_step != step:  # nothing left to train: evaluate the restored state
+      results = _evaluate_and_record(experiment, state, step, writer)
     write_image_grids(experiment, state, step, writer, config.sampling.seed)
     writer.flush()
     return {"step": step, **results}
@@ -405,9 +448,11 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
 # --- the other modes ------------------------------------------------------------------------------
 
 
-def _restore_for_inference(config, workdir: Path, step: int | None) -> tuple[Experiment, TrainState, int]:
+def _restore_for_inference(config, workdir: epath.PathLike, step: int | None) -> tuple[Experiment, TrainState, int]:
+  """The experiment with a read-only checkpointer (nothing is moved, deleted or written) and the
+  restored state of `step` (default: the latest)."""
   _check_config(config)
-  experiment = Experiment(config, workdir, dataset_info(config.data))
+  experiment = Experiment(config, workdir, dataset_info(config.data), read_only=True)
   if experiment.checkpointer.latest_step() is None:
     raise FileNotFoundError(
       f"No checkpoint in {experiment.checkpointer.directory}; train first with --mode=train."
@@ -416,39 +461,75 @@ def _restore_for_inference(config, workdir: Path, step: int | None) -> tuple[Exp
   return experiment, state, step
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | Path, step: int | None = None) -> dict[str, float]:
+def evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int | None = None) -> dict[str, float]:
   """Evaluates a checkpoint; writes metrics.jsonl, TensorBoard and eval_<step>.json."""
-  workdir = Path(workdir)
   experiment, state, step = _restore_for_inference(config, workdir, step)
   try:
     results = evaluate_state(experiment, state)
-    writer = make_writer(workdir)
+    writer = make_writer(experiment.workdir)
     writer.write_scalars(step, results)
     writer.flush()
-    write_eval_json(config, workdir, step, results)
+    write_eval_json(config, experiment.workdir, step, results)
     return {"step": step, **results}
   finally:
     experiment.checkpointer.close()
 
 
-def sample(config: ml_collections.ConfigDict, workdir: str | Path, step: int | None = None) -> list[Path]:
-  """Writes new grids (seed sampling.seed) and samples/samples_<step>_seed<seed>.npz."""
-  workdir = Path(workdir)
+def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int | None = None) -> list[epath.Path]:
+  """Writes new grids (seed sampling.seed) and sampling.num_samples samples to
+  samples/samples_<step>_seed<seed>.npz, drawn sampling.batch_size at a time (batch i with the key
+  fold_in(key(seed), i)) and streamed to the file, so memory stays bounded for any count."""
   experiment, state, step = _restore_for_inference(config, workdir, step)
   try:
-    seed = config.sampling.seed
-    writer = make_writer(workdir)
-    paths = write_image_grids(experiment, state, step, writer, seed, tag=f"_seed{seed}")
-    samples = experiment.sample_fn(experiment.sample_params(state), state.model_state,
-                                   jax.random.key(seed), config.sampling.num_samples)
+    sampling = config.sampling
+    if sampling.num_samples <= 0 or sampling.batch_size <= 0:
+      raise ValueError("sampling.num_samples and sampling.batch_size must be positive, got "
+                       f"{sampling.num_samples} and {sampling.batch_size}.")
+    writer = make_writer(experiment.workdir)
+    paths = write_image_grids(experiment, state, step, writer, sampling.seed, tag=f"_seed{sampling.seed}")
+    params = experiment.sample_params(state)
+    key = jax.random.key(sampling.seed)
+
+    def batches():
+      for index in range(math.ceil(sampling.num_samples / sampling.batch_size)):
+        drawn = experiment.sample_fn(params, state.model_state, jax.random.fold_in(key, index),
+                                     sampling.batch_size)
+        yield np.asarray(jax.device_get(drawn))[: sampling.num_samples - index * sampling.batch_size]
+
+    path = experiment.workdir / "samples" / f"samples_{step:07d}_seed{sampling.seed}.npz"
     if jax.process_index() == 0:
-      path = workdir / "samples" / f"samples_{step:07d}_seed{seed}.npz"
-      np.savez_compressed(path, samples=np.asarray(jax.device_get(samples)), step=step, seed=seed)
+      write_npz_stream(path, "samples", sampling.num_samples, batches(), step=step, seed=sampling.seed)
       paths.append(path)
+    else:
+      for _ in batches():  # every process takes part in the (sharded) computation
+        pass
     writer.flush()
     return paths
   finally:
     experiment.checkpointer.close()
+
+
+def write_npz_stream(path: epath.Path, name: str, count: int, batches, **scalars) -> None:
+  """Writes an .npz whose array `name` is the concatenation of `batches` ([n_i, ...] arrays, n_i
+  summing to `count`) without holding them all in memory, plus the given scalars as 0-d arrays."""
+  import zipfile
+
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open("wb") as file, zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+      written = 0
+      for batch in batches:
+        if written == 0:
+          header = {"descr": np.lib.format.dtype_to_descr(batch.dtype), "fortran_order": False,
+                    "shape": (count, *batch.shape[1:])}
+          np.lib.format.write_array_header_2_0(member, header)
+        member.write(np.ascontiguousarray(batch).tobytes())
+        written += batch.shape[0]
+      if written != count:
+        raise RuntimeError(f"wrote {written} of {count} rows of {name} to {path}")
+    for key, value in scalars.items():
+      with archive.open(f"{key}.npy", "w") as member:
+        np.lib.format.write_array(member, np.asarray(value))
 
 
 def summary(config: ml_collections.ConfigDict) -> str:

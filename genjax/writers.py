@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 from clu import metric_writers
+from etils import epath
+
+from genjax.paths import as_path
 
 
 class JsonlWriter(metric_writers.MetricWriter):
   """Appends one JSON object per write to <workdir>/metrics.jsonl: {"step": s, "<name>": value, ...}."""
 
-  def __init__(self, path: str | Path):
-    self.path = Path(path)
+  def __init__(self, path: epath.PathLike):
+    self.path = as_path(path)
     self.path.parent.mkdir(parents=True, exist_ok=True)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
@@ -52,17 +54,18 @@ class JsonlWriter(metric_writers.MetricWriter):
     pass
 
 
-def make_writer(workdir: str | Path) -> metric_writers.MetricWriter:
+def make_writer(workdir: epath.PathLike) -> metric_writers.MetricWriter:
   """Process 0 writes TensorBoard events and metrics.jsonl; every process logs to the console."""
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(just_logging=True)
+  workdir = as_path(workdir)  # TensorBoard's writer takes local and gs:// folders as strings
   default = metric_writers.create_default_writer(str(workdir), asynchronous=False)
-  return metric_writers.MultiWriter([default, JsonlWriter(Path(workdir) / "metrics.jsonl")])
+  return metric_writers.MultiWriter([default, JsonlWriter(workdir / "metrics.jsonl")])
 
 
-def read_metrics(workdir: str | Path) -> list[dict]:
+def read_metrics(workdir: epath.PathLike) -> list[dict]:
   """The records of <workdir>/metrics.jsonl, in order."""
-  path = Path(workdir) / "metrics.jsonl"
+  path = as_path(workdir) / "metrics.jsonl"
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

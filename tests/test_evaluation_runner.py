@@ -56,7 +56,7 @@ def vae_config(load, reference_dir, **overrides):
       "eval.batch_size": 100,
       "eval.iwae_samples": 10,
       "eval.iwae_chunk": 10,
-      "sampling.num_samples": 16,
+      "sampling.grid_size": 16,
       "eval.sample_metrics": SAMPLE_METRICS,
       "eval.num_samples": 500,
       "eval.sample_batch_size": 200,

@@ -45,7 +45,7 @@ def test_tiny_mnist_dcgan_trains_and_resumes_bitwise(load, tmp_path):
       "training.log_every": 2,
       "eval.batch_size": 50,
       "eval.num_examples": 50,
-      "sampling.num_samples": 16,
+      "sampling.grid_size": 16,
       "model.g_features": (16, 8, 4),
       "model.d_features": (4, 8, 16),
     },
@@ -80,7 +80,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(load,
     "training.batch_size": 64,
     "eval.batch_size": 100,
     "eval.num_examples": 100,
-    "sampling.num_samples": 100,
+    "sampling.grid_size": 100,
   }
   trainer.train_and_evaluate(load("gan_8gaussians.py:tiny", **base), tmp_path)
   diverging = load(
@@ -183,7 +183,7 @@ def test_cifar_configs_train_on_synthetic_images(load, tmp_path, name, overrides
       jax.random.key(0),
     )
   )
-  assert grids["samples"].shape == (config.sampling.num_samples, 32, 32, 3)
+  assert grids["samples"].shape == (config.sampling.grid_size, 32, 32, 3)
   assert grids["interpolations"].shape == (100, 32, 32, 3)  # 10 rows x 10 columns
   if config.model.conditional:
     assert grids["class_conditional"].shape == (10 * 10, 32, 32, 3)  # a row per class

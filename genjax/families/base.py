@@ -82,7 +82,7 @@ class Family:
 
   def image_grids(self, params, model_state, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
     """Named image sets for PNG grids; by default prior/generator samples."""
-    return {"samples": self.sample(params, model_state, rng, self.config.sampling.num_samples)}
+    return {"samples": self.sample(params, model_state, rng, self.config.sampling.grid_size)}
 
   def parameter_groups(self, params) -> dict[str, Any]:
     """Networks to list separately in --mode=summary (e.g. generator / discriminator)."""

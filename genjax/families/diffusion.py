@@ -218,14 +218,17 @@ class DiffusionFamily(Family):
 
   def image_grids(self, params, model_state, batch, rng):
     """samples; images also get inpainting and sdedit grids: rows alternate input and output."""
-    count = self.config.sampling.num_samples
+    count = self.config.sampling.grid_size
     sample_rng, inpaint_rng, edit_rng = jax.random.split(rng, 3)
     grids = {"samples": self.sample(params, model_state, sample_rng, count)}
     if not self.info.is_image:
       return grids
     sampling = self.config.sampling
     columns = sampling.grid_columns
-    num = min(max(count // 2 // columns, 1) * columns, batch["x"].shape[0])
+    # Whole rows of `columns` inputs, at most half the grid and at most one eval batch.
+    rows = max(min(count // 2, batch["x"].shape[0]) // columns, 1)
+    columns = min(columns, batch["x"].shape[0])
+    num = rows * columns
     x = batch["x"][:num]
     eps = self.eps_fn(params, batch["label"][:num] if self.num_classes else None)
     height = x.shape[1]
