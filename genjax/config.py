@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   optim.end_lr_factor = 0.0  # final lr = lr * end_lr_factor for cosine/linear/exponential decay
   optim.grad_clip_norm = 0.0  # 0 disables global-norm clipping
   optim.ema_decay = 0.0  # 0 disables the EMA of the parameters (then EMA params == params)
+  optim.ema_warmup = "ramp"  # "ramp": decay min(ema_decay, (1+n)/(10+n)) at update n; "none"
   optim.accumulate_steps = 1  # >1: optax.MultiSteps, one update per this many micro-batches
 
   config.training = training = ml_collections.ConfigDict()

@@ -514,8 +514,16 @@ def write_npz_stream(path: epath.Path, name: str, count: int, batches, **scalars
   summing to `count`) without holding them all in memory, plus the given scalars as 0-d arrays."""
   import zipfile
 
+  class WriteOnly:  # remote files (gs://) may not tell their position; zipfile then streams
+    def __init__(self, file):
+      self.file, self.flush = file, file.flush
+
+    def write(self, data) -> int:
+      self.file.write(data)
+      return len(data)
+
   path.parent.mkdir(parents=True, exist_ok=True)
-  with path.open("wb") as file, zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+  with path.open("wb") as file, zipfile.ZipFile(WriteOnly(file), "w", zipfile.ZIP_DEFLATED) as archive:
     with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
       written = 0
       for batch in batches:

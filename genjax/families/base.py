@@ -24,7 +24,7 @@ import optax
 
 from genjax.datasets import DatasetInfo
 from genjax.optim import make_optimizer, make_schedule
-from genjax.train_state import TrainState, apply_updates
+from genjax.train_state import TrainState, apply_updates, ema_decay_at
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -66,7 +66,8 @@ class Family:
     rng, step_rng = jax.random.split(state.rng)
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
     (loss, (metrics, model_state)), grads = grad_fn(state.params, state.model_state, batch, step_rng)
-    params, ema_params, opt_state = apply_updates(state, grads, self.optimizer, self.config.optim.ema_decay)
+    ema_decay = ema_decay_at(self.config.optim, state.step)
+    params, ema_params, opt_state = apply_updates(state, grads, self.optimizer, ema_decay)
     metrics = {"loss": loss, **metrics, "grad_norm": optax.global_norm(grads),
                "lr": self.learning_rate(state.step)}
     new_state = state.replace(
