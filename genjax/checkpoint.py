@@ -103,12 +103,14 @@ class _BestRecorded(checkpoint_managers.PreservationPolicy):
   def __init__(self, metric: str, sign: float, recorded: dict[int, dict[str, float]]):
     self.metric, self.sign, self.recorded = metric, sign, recorded
 
+  def best_step(self, steps) -> int | None:
+    scored = [(self.sign * self.recorded[step][self.metric], step)
+              for step in steps if self.metric in self.recorded.get(step, {})]
+    return max(scored)[1] if scored else None
+
   def should_preserve(self, checkpoints, *, context) -> list[bool]:
-    scored = [(self.sign * self.recorded[info.step][self.metric], index)
-              for index, info in enumerate(checkpoints)
-              if self.metric in self.recorded.get(info.step, {})]
-    best = max(scored)[1] if scored else None
-    return [index == best for index in range(len(checkpoints))]
+    best = self.best_step([info.step for info in checkpoints])
+    return [info.step == best for info in checkpoints]
 
 
 class Checkpointer:
@@ -142,7 +144,8 @@ class Checkpointer:
     policies = [checkpoint_managers.LatestN(keep)]
     if best_metric:
       sign = 1.0 if self._options["best_mode"] == "max" else -1.0
-      policies.append(_BestRecorded(best_metric, sign, self.recorded_metrics))
+      self._best = _BestRecorded(best_metric, sign, self.recorded_metrics)
+      policies.append(self._best)
     options = ocp.CheckpointManagerOptions(
       preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
       enable_async_checkpointing=self._options["async_save"] and not self.read_only,
@@ -193,8 +196,17 @@ class Checkpointer:
   def record_metrics(self, step: int, metrics: dict[str, float]) -> None:
     """Evaluation results of a saved (or about to be saved) step, for training.keep_best_by."""
     self.recorded_metrics[step] = {name: float(value) for name, value in metrics.items()}
-    if jax.process_index() == 0 and not self.read_only:
+    if self.read_only:
+      return
+    if jax.process_index() == 0:
       self._metrics_path.write_text(json.dumps(self.recorded_metrics, indent=1))
+    if self._options["best_metric"]:  # orbax prunes at saves only; this step may now be the best
+      self.manager.wait_until_finished()
+      steps = sorted(self.manager.all_steps())
+      keep = {*steps[-self._options["keep"] :], self._best.best_step(steps)}
+      for old in steps:
+        if old not in keep:
+          self.manager.delete(old)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
