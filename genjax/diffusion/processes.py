@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genjax.distributions import gaussian_log_prob
 from genjax.registry import Registry
 
 PROCESSES: Registry[type[Process]] = Registry("diffusion process")
@@ -84,9 +85,8 @@ class Process:
 
   def prior_log_prob(self, z: jax.Array) -> jax.Array:
     """log N(z; 0, sigma(T)^2 I) summed over all but the batch axis; [B]."""
-    std = self.prior_std()
-    flat = z.reshape(z.shape[0], -1)
-    return jnp.sum(-0.5 * (flat / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi), axis=1)
+    log_std = math.log(self.prior_std())
+    return gaussian_log_prob(z, 0.0, log_std).reshape(z.shape[0], -1).sum(axis=1)
 
   def sampling_times(self, num_steps: int) -> np.ndarray:
     """num_steps decreasing times from t_max to t_min (float32 numpy)."""

@@ -20,14 +20,13 @@ import math
 import jax
 import jax.numpy as jnp
 import optax
-from jax.scipy.special import log_ndtr, ndtr
 
+from genjax.distributions import discretized_gaussian_log_prob, gaussian_log_prob
 from genjax.families import FAMILIES
 from genjax.families.base import Family
 from genjax.models.vae import VAE_NETWORKS
 from genjax.registry import Registry
 
-LOG_2PI = math.log(2 * math.pi)
 LIKELIHOODS: Registry = Registry("VAE likelihood")
 
 
@@ -60,8 +59,7 @@ class Gaussian:
 
   @staticmethod
   def log_prob(out: jax.Array, x: jax.Array) -> jax.Array:
-    mean, log_std = _split_gaussian(out)
-    return _sum_per_example(-0.5 * (((x - mean) * jnp.exp(-log_std)) ** 2 + LOG_2PI) - log_std)
+    return _sum_per_example(gaussian_log_prob(x, *_split_gaussian(out)))
 
   @staticmethod
   def mean(out: jax.Array) -> jax.Array:
@@ -71,35 +69,21 @@ class Gaussian:
 @LIKELIHOODS.register("discretized_gaussian")
 class DiscretizedGaussian:
   """P(x = k/255) = Phi((k + 1/2)/255) - Phi((k - 1/2)/255) under N(mean, std^2), with the edge bins
-  k = 0 and k = 255 extended to -inf and +inf so the 256 probabilities sum to one."""
+  k = 0 and k = 255 extended to -inf and +inf so the 256 probabilities sum to one (computed in log
+  space by genjax.distributions.discretized_gaussian_log_prob)."""
 
   params_per_channel = 2
-  half_bin = 0.5 / 255.0
 
-  @classmethod
-  def log_prob(cls, out: jax.Array, x: jax.Array) -> jax.Array:
+  @staticmethod
+  def log_prob(out: jax.Array, x: jax.Array) -> jax.Array:
+    """out: mean and log-std stacked on the channel axis [B, ..., 2C]; x [B, ..., C] on the levels
+    k/255. Returns [B]."""
     mean, log_std = _split_gaussian(out)
-    inv_std = jnp.exp(-log_std)
-    upper = (x + cls.half_bin - mean) * inv_std
-    lower = (x - cls.half_bin - mean) * inv_std
-    log_cdf_upper = log_ndtr(upper)  # log P(X <= upper): the k = 0 bin
-    log_sf_lower = log_ndtr(-lower)  # log P(X > lower): the k = 255 bin
-    # Interior bins: difference of CDFs on the side of the mean where it is accurate.
-    mid = jnp.where(
-      lower > 0, ndtr(-lower) - ndtr(-upper), ndtr(upper) - ndtr(lower)
-    )
-    log_mid = jnp.log(jnp.maximum(mid, 1e-12))
-    log_p = jnp.where(x < cls.half_bin, log_cdf_upper, jnp.where(x > 1 - cls.half_bin, log_sf_lower, log_mid))
-    return _sum_per_example(log_p)
+    return _sum_per_example(discretized_gaussian_log_prob(x, mean, log_std, (0.0, 1.0)))
 
   @staticmethod
   def mean(out: jax.Array) -> jax.Array:
     return jnp.clip(_split_gaussian(out)[0], 0.0, 1.0)
-
-
-def gaussian_log_prob(z: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
-  """log N(z; mean, diag(exp(log_std)^2)) summed over the last axis."""
-  return jnp.sum(-0.5 * (((z - mean) * jnp.exp(-log_std)) ** 2 + LOG_2PI) - log_std, axis=-1)
 
 
 def gaussian_kl_to_standard(mean: jax.Array, log_std: jax.Array) -> jax.Array:
@@ -121,7 +105,7 @@ def iwae_log_likelihood(
   def one_chunk(running, key):
     eps = jax.random.normal(key, (chunk, *mean.shape), mean.dtype)
     z = mean + jnp.exp(log_std) * eps  # [chunk, B, L]
-    log_q = jax.vmap(gaussian_log_prob, (0, None, None))(z, mean, log_std)
+    log_q = jnp.sum(gaussian_log_prob(z, mean, log_std), axis=-1)
     log_w = jax.vmap(log_joint_fn)(z) - log_q  # [chunk, B]
     return jnp.logaddexp(running, jax.nn.logsumexp(log_w, axis=0)), None
 
@@ -183,7 +167,7 @@ class VAEFamily(Family):
       mean, log_std = self._encode(params, x)
 
       def log_joint(z):
-        prior = jnp.sum(-0.5 * (z**2 + LOG_2PI), axis=-1)
+        prior = jnp.sum(gaussian_log_prob(z, 0.0, 0.0), axis=-1)
         return self.likelihood.log_prob(self._decode(params, z), x) + prior
 
       chunk = min(self.config.eval.iwae_chunk, num_samples)
@@ -197,7 +181,7 @@ class VAEFamily(Family):
   def image_grids(self, params, model_state, batch, rng):
     """samples: prior samples; reconstructions: data and reconstruction in alternate columns;
     interpolations: rows walking linearly in latent space between the means of two data points."""
-    count = self.config.sampling.num_samples
+    count = self.config.sampling.grid_size
     columns = self.config.sampling.grid_columns
     x = batch["x"][: min(count // 2, batch["x"].shape[0])]
     mean, _ = self._encode(params, x)
