@@ -1,6 +1,7 @@
 """genjax.models.conv: its convolutions (hand-written kernel gradient at stride 1, space-to-depth
-im2col when strided) must equal lax's in value, gradient and, for the gradient penalty, in the
-gradient of an input-gradient norm."""
+im2col when strided) must equal lax's in value, gradient, forward mode (JVPs) and derivatives of
+derivatives (the gradient penalty's gradient of an input-gradient norm, and the other orders of
+nesting jvp, grad and vmap)."""
 
 import jax
 import jax.numpy as jnp
@@ -78,3 +79,111 @@ def test_flax_conv_keeps_its_parameters():
   kernel, bias = params["params"]["kernel"], params["params"]["bias"]
   reference = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=NHWC)
   np.testing.assert_allclose(layer.apply(params, x), reference + bias, rtol=1e-5, atol=1e-6)
+
+
+# (batch, size, kernel, strides): stride 1 takes the custom JVP with the hand-written kernel
+# gradient, stride 2 with a 4x4 kernel takes im2col.
+DERIVATIVE_SHAPES = [(8, 8, 3, 1), (5, 7, 2, 1), (4, 8, 4, 2)]
+
+
+@pytest.mark.parametrize("batch, size, kernel, strides", DERIVATIVE_SHAPES)
+@pytest.mark.parametrize("perturbed", ["input", "kernel", "both"])
+def test_jvp_equals_lax(batch, size, kernel, strides, perturbed):
+  """Forward mode (the probability-flow ODE's divergence perturbs the input only): values to
+  rtol 1e-5, tangents to rtol 1e-4 with an absolute floor of 1e-5 of their largest entry."""
+  keys = jax.random.split(jax.random.key(4), 4)
+  x = jax.random.normal(keys[0], (batch, size, size, 3))
+  w = 0.3 * jax.random.normal(keys[1], (kernel, kernel, 3, 5))
+  dx = jax.random.normal(keys[2], x.shape) if perturbed != "kernel" else jnp.zeros_like(x)
+  dw = jax.random.normal(keys[3], w.shape) if perturbed != "input" else jnp.zeros_like(w)
+
+  def jvp(conv):
+    def layer(x, w):
+      return jnp.sin(conv(x, w, (strides, strides), "SAME", dimension_numbers=NHWC))
+
+    if perturbed == "input":
+      return jax.jvp(lambda x: layer(x, w), (x,), (dx,))
+    if perturbed == "kernel":
+      return jax.jvp(lambda w: layer(x, w), (w,), (dw,))
+    return jax.jvp(layer, (x, w), (dx, dw))
+
+  expected_value, expected_tangent = jvp(jax.lax.conv_general_dilated)
+  value, tangent = jax.jit(lambda: jvp(conv_general_dilated))()
+  np.testing.assert_allclose(value, expected_value, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    tangent, expected_tangent, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected_tangent).max())
+  )
+  assert float(jnp.abs(expected_tangent).max()) > 0.1
+
+
+@pytest.mark.parametrize("batch, size, kernel, strides", DERIVATIVE_SHAPES)
+@pytest.mark.parametrize(
+  "derivative",
+  ["grad_of_kernel_gradient_norm", "jvp_of_grad", "grad_of_jvp", "jvp_of_jvp", "vmap_of_grad"],
+)
+def test_second_order_derivatives_equal_lax(batch, size, kernel, strides, derivative):
+  """Derivatives of derivatives through two convolutions (so the second one's input depends on
+  the first kernel), equal to lax's to rtol 1e-4 with an absolute floor of 1e-5 of the largest
+  entry: the gradient of a gradient norm over the kernels, forward-over-reverse (Hessian-vector
+  products), the gradient of a JVP over the input (what training through the ODE likelihood
+  would differentiate), a second JVP, and per-example kernel gradients."""
+  keys = jax.random.split(jax.random.key(5), 5)
+  x = jax.random.normal(keys[0], (batch, size, size, 2))
+  kernels = (
+    0.3 * jax.random.normal(keys[1], (kernel, kernel, 2, 3)),
+    0.3 * jax.random.normal(keys[2], (kernel, kernel, 3, 2)),
+  )
+  dx = jax.random.normal(keys[3], x.shape)
+  dkernels = tuple(
+    jax.random.normal(k, w.shape) for k, w in zip(jax.random.split(keys[4]), kernels)
+  )
+
+  def derivative_through(conv):
+    def loss(x, kernels):
+      h = x
+      for w in kernels:
+        h = jnp.tanh(conv(h, w, (strides, strides), "SAME", dimension_numbers=NHWC))
+      return jnp.sum(h**2)
+
+    kernel_grad = jax.grad(loss, argnums=1)
+    input_jvp = lambda x, kernels: jax.jvp(lambda x: loss(x, kernels), (x,), (dx,))[1]
+    if derivative == "grad_of_kernel_gradient_norm":
+      norm = lambda kernels: sum(jnp.sum(g**2) for g in kernel_grad(x, kernels))
+      return jax.grad(norm)(kernels)
+    if derivative == "jvp_of_grad":
+      return jax.jvp(lambda kernels: kernel_grad(x, kernels), (kernels,), (dkernels,))
+    if derivative == "grad_of_jvp":
+      return jax.grad(lambda kernels: input_jvp(x, kernels) ** 2)(kernels)
+    if derivative == "jvp_of_jvp":
+      return jax.jvp(lambda x: input_jvp(x, kernels), (x,), (dx,))
+    return jax.vmap(lambda example: kernel_grad(example[None], kernels))(x)
+
+  expected = derivative_through(jax.lax.conv_general_dilated)
+  result = jax.jit(lambda: derivative_through(conv_general_dilated))()
+  for leaf, expected_leaf in zip(jax.tree.leaves(result), jax.tree.leaves(expected), strict=True):
+    np.testing.assert_allclose(
+      leaf, expected_leaf, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected_leaf).max())
+    )
+
+
+def test_stride_one_kernel_gradient_is_per_tap_matmuls_without_stored_windows():
+  """d/dw of a stride-1 convolution compiles to one convolution (the forward pass) and the
+  per-tap matmuls, and its working memory stays within twice lax's (1.5x measured; storing the 9
+  shifted windows of x for the backward pass took 4.2x)."""
+  x = jnp.ones((16, 32, 32, 32))
+  w = jnp.ones((3, 3, 32, 32))
+
+  def kernel_gradient_of(conv):
+    def loss(w):
+      return jnp.sum(jnp.sin(conv(jnp.sin(x), w, (1, 1), "SAME", dimension_numbers=NHWC)))
+
+    return jax.jit(jax.grad(loss)).lower(w)
+
+  lowered = kernel_gradient_of(conv_general_dilated)
+  assert lowered.as_text().count("stablehlo.convolution") == 1
+  assert lowered.as_text().count("stablehlo.dot_general") == 9
+  reference = kernel_gradient_of(jax.lax.conv_general_dilated)
+  assert reference.as_text().count("stablehlo.convolution") == 2
+  memory = lowered.compile().memory_analysis().temp_size_in_bytes
+  lax_memory = reference.compile().memory_analysis().temp_size_in_bytes
+  assert memory <= 2 * lax_memory, (memory, lax_memory)
