@@ -32,6 +32,8 @@ import genjax
 from genjax import images, parallel
 from genjax.checkpoint import Checkpointer
 from genjax.datasets import DatasetInfo, dataset_info
+from genjax.evaluation.likelihood import likelihood_conventions
+from genjax.evaluation.sample_metrics import SampleMetricsEvaluator
 from genjax.families import get_family
 from genjax.input_pipeline import TrainData, eval_batches, example_shape
 from genjax.optim import make_schedule
@@ -79,6 +81,11 @@ class Experiment:
       read_only=read_only,
     )
 
+  @functools.cached_property
+  def sample_evaluator(self) -> SampleMetricsEvaluator:
+    """eval.sample_metrics, with its extractors and reference statistics loaded once."""
+    return SampleMetricsEvaluator(self.config, self.mesh)
+
   def _dummy_batch(self) -> dict[str, jax.Array]:
     shape = example_shape(self.config.data, self.info)
     return {"x": jnp.zeros((1, *shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
@@ -121,8 +128,6 @@ class Experiment:
 def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float]:
   """Averages the family's eval metrics over the eval split, then computes the sample-based metrics
   that eval.sample_metrics lists (genjax.evaluation); keys are prefixed with `eval/`."""
-  from genjax.evaluation.sample_metrics import evaluate_sample_metrics
-
   config = experiment.config
   local_batch = parallel.local_batch_size(config.eval.batch_size, "eval.batch_size")
   rng = jax.random.key(config.eval.seed)
@@ -133,17 +138,15 @@ def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float
     sums = experiment.eval_step(params, state.model_state, batch, jax.random.fold_in(rng, index))
     totals = {name: totals[name].merge(value) if name in totals else value for name, value in sums.items()}
   results = {f"eval/{name}": float(average.compute()) for name, average in totals.items()}
-  sample_results = evaluate_sample_metrics(experiment, state)
+  sample_results = experiment.sample_evaluator.run(experiment.family.sample, params, state.model_state)
   return {**results, **{f"eval/{name}": value for name, value in sample_results.items()}}
 
 
-def eval_protocol(config: ml_collections.ConfigDict, step: int) -> dict[str, Any]:
+def eval_protocol(experiment: Experiment, step: int) -> dict[str, Any]:
   """What a reader needs to compare an evaluation: data, split, sample counts, seeds, code version,
   the convention of each likelihood metric and, with eval.sample_metrics, how samples, reference
-  statistics and feature extractors were made (genjax.evaluation.sample_metrics)."""
-  from genjax.evaluation.likelihood import likelihood_conventions
-  from genjax.evaluation.sample_metrics import sample_metrics_protocol
-
+  statistics and feature extractors were made (the experiment's SampleMetricsEvaluator)."""
+  config = experiment.config
   protocol = {
     "checkpoint_step": step,
     "dataset": config.data.name,
@@ -157,15 +160,16 @@ def eval_protocol(config: ml_collections.ConfigDict, step: int) -> dict[str, Any
     "likelihood_conventions": likelihood_conventions(config),
   }
   if config.eval.sample_metrics:
-    protocol["sample_metrics"] = sample_metrics_protocol(config)
+    protocol["sample_metrics"] = experiment.sample_evaluator.protocol()
   return protocol
 
 
-def write_eval_json(config, workdir: epath.Path, step: int, results: dict[str, float]) -> epath.Path:
+def write_eval_json(workdir: epath.Path, step: int, results: dict[str, float],
+                    protocol: dict[str, Any]) -> epath.Path:
+  """<workdir>/eval_<step>.json: {"step", "metrics", "protocol"} (written by process 0)."""
   path = workdir / f"eval_{step}.json"
   if jax.process_index() == 0:
-    path.write_text(json.dumps({"step": step, "metrics": results, "protocol": eval_protocol(config, step)},
-                               indent=2))
+    path.write_text(json.dumps({"step": step, "metrics": results, "protocol": protocol}, indent=2))
   return path
 
 
@@ -321,7 +325,7 @@ def _evaluate_and_record(experiment: Experiment, state: TrainState, step: int, w
   hands them to the checkpointer's keep-best policy."""
   results = evaluate_state(experiment, state)
   writer.write_scalars(step, results)
-  write_eval_json(experiment.config, experiment.workdir, step, results)
+  write_eval_json(experiment.workdir, step, results, eval_protocol(experiment, step))
   experiment.checkpointer.record_metrics(step, _strip(results))
   return results
 
@@ -469,7 +473,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: i
     writer = make_writer(experiment.workdir)
     writer.write_scalars(step, results)
     writer.flush()
-    write_eval_json(config, experiment.workdir, step, results)
+    write_eval_json(experiment.workdir, step, results, eval_protocol(experiment, step))
     return {"step": step, **results}
   finally:
     experiment.checkpointer.close()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from genjax.checkpoint import (
-  CheckpointMismatchError,
   Checkpointer,
+  CheckpointMismatchError,
   CheckpointUnreadableError,
   describe_mismatch,
 )

@@ -162,3 +162,27 @@ def test_evaluate_script_on_padded_signed_npz(data_env, tmp_path, tfds_dir):
     timeout=300,
   )
   assert wrong.returncode != 0 and "outside the stated value_range (0, 1)" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_an_experiment_loads_its_extractors_and_references_once(load, tmp_path, monkeypatch):
+  """Two evaluations and two protocol records of one experiment load the MNIST classifier and its
+  reference statistics once (before evaluators were objects, each evaluation loaded them twice)."""
+  from genjax import trainer
+  from genjax.datasets import dataset_info
+  from genjax.evaluation import sample_metrics
+
+  loads = []
+  original = sample_metrics.extractor_from_config
+  monkeypatch.setattr(sample_metrics, "extractor_from_config",
+                      lambda *args: loads.append(args[0]) or original(*args))
+  config = vae_config(load, tmp_path / "reference", **{"eval.num_samples": 200})
+  experiment = trainer.Experiment(config, tmp_path / "run", dataset_info(config.data))
+  state = experiment.init_state()
+  first = trainer.evaluate_state(experiment, state)
+  second = trainer.evaluate_state(experiment, state)
+  protocols = [trainer.eval_protocol(experiment, step) for step in (1, 2)]
+  experiment.checkpointer.close()
+  assert loads == ["mnist"]
+  assert first["eval/mnist_fid"] == second["eval/mnist_fid"]
+  assert protocols[0]["sample_metrics"] == protocols[1]["sample_metrics"]

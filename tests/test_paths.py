@@ -13,7 +13,6 @@ import tensorflow as tf
 from etils import epath
 from etils.epath import gpath, register
 
-from genjax.config import base_config
 from genjax.images import save_png
 from genjax.paths import as_path
 from genjax.trainer import write_eval_json, write_npz_stream
@@ -48,8 +47,7 @@ def test_metrics_events_eval_json_grids_and_samples_go_to_the_remote_workdir(ram
   writer.flush()
   assert [row["train/loss"] for row in read_metrics(workdir)] == [2.0, 1.5]
   assert any(name.startswith("events.out.tfevents") for name in tf.io.gfile.listdir(ram_scheme))
-  config = base_config()
-  write_eval_json(config, workdir, 2, {"eval/loss": 1.0})
+  write_eval_json(workdir, 2, {"eval/loss": 1.0}, {"dataset": "mnist"})
   assert '"eval/loss": 1.0' in (workdir / "eval_2.json").read_text()
   picture = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
   save_png(workdir / "samples" / "grid.png", picture)

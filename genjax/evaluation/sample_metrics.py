@@ -27,7 +27,7 @@ import ml_collections
 
 import genjax
 from genjax import parallel
-from genjax.evaluation.extractors import EXTRACTORS, FeatureExtractor, extractor_from_config
+from genjax.evaluation.extractors import EXTRACTORS, extractor_from_config
 from genjax.evaluation.frechet import frechet_distance
 from genjax.evaluation.kid import kernel_inception_distance
 from genjax.evaluation.prdc import precision_recall_density_coverage
@@ -35,8 +35,6 @@ from genjax.evaluation.reference import (
   ReferenceStats,
   get_reference,
   protocol_hash,
-  reference_path,
-  reference_protocol,
 )
 from genjax.evaluation.streaming import FeatureAccumulator, FeatureSummary
 
@@ -88,117 +86,97 @@ def metrics_from_summaries(
   return {f"{extractor_name}_{key}": float(value) for key, value in results.items()}
 
 
-def _references(
-  config: ml_collections.ConfigDict,
-  groups: dict[str, list[str]],
-  extractors: dict[str, FeatureExtractor],
-) -> dict[str, tuple[ReferenceStats, Path]]:
-  ev = config.eval
-  return {
-    name: get_reference(
-      extractors[name],
-      config.data.name,
-      ev.reference_split,
-      ev.reference_num_examples,
-      ev.feature_samples,
-      ev.reference_dir,
-      config.data.manual_dir,
-      config.data.data_dir,
-      ev.batch_size,
-    )
-    for name, kinds in groups.items()
-    if set(kinds) - {"is"}
-  }
+class SampleMetricsEvaluator:
+  """eval.sample_metrics of one experiment, built once (as big_vision's evaluators): the feature
+  extractors and the reference statistics are loaded at construction, `run` computes the metrics
+  of a sample function's samples, and `protocol` describes how. It never sees the trainer.
 
-
-def evaluate_sample_metrics(experiment, state) -> dict[str, float]:
-  """Draws eval.num_samples samples of the experiment's family and computes eval.sample_metrics.
-
-  experiment: a genjax.trainer.Experiment; state: its TrainState (parameters per eval.use_ema).
+  config: the experiment's config; mesh: the device mesh the samples are sharded over.
   """
-  config = experiment.config
-  ev = config.eval
-  groups = parse_sample_metrics(ev.sample_metrics)
-  if not groups:
-    return {}
-  if ev.num_samples <= 0:
-    raise ValueError(f"eval.num_samples must be positive for sample metrics, got {ev.num_samples}.")
-  batch_size = ev.sample_batch_size
-  parallel.local_batch_size(batch_size, "eval.sample_batch_size")
-  extractors = {name: extractor_from_config(name, ev) for name in groups}
-  references = _references(config, groups, extractors)
-  accumulators = {
-    name: FeatureAccumulator(
-      extractors[name],
-      config.data.value_range,
-      ev.feature_samples,
-      total=ev.num_samples if "is" in kinds else 0,
-      num_splits=ev.is_splits,
-      what=f"{config.family} samples",
-    )
-    for name, kinds in groups.items()
-  }
-  sample = jax.jit(
-    experiment.family.sample,
-    static_argnums=3,
-    out_shardings=parallel.batch_sharded(experiment.mesh),
-  )
-  params = experiment.eval_params(state)
-  key = jax.random.key(ev.sample_seed)
-  for index in range(math.ceil(ev.num_samples / batch_size)):
-    images = sample(params, state.model_state, jax.random.fold_in(key, index), batch_size)
-    mask = jnp.arange(batch_size) < ev.num_samples - index * batch_size
-    for accumulator in accumulators.values():
-      accumulator.add(images, mask)
-  results = {}
-  for name, kinds in groups.items():
-    reference = references[name][0] if name in references else None
-    results.update(metrics_from_summaries(name, kinds, accumulators[name].result(), reference, ev))
-  return results
 
-
-def sample_metrics_protocol(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """How the sample metrics were made: counts, seeds, sampler, reference and extractor ids."""
-  ev = config.eval
-  groups = parse_sample_metrics(ev.sample_metrics)
-  extractors = {}
-  for name, kinds in groups.items():
-    extractor = extractor_from_config(name, ev)
-    entry: dict[str, Any] = {
-      "metrics": kinds,
-      "extractor": extractor.describe(),
-      "extractor_sha256": extractor.identity_hash(),
-    }
-    if set(kinds) - {"is"}:
-      reference = reference_protocol(
-        config.data.name,
-        ev.reference_split,
-        ev.reference_num_examples,
-        ev.feature_samples,
-        extractor,
+  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
+    self.config, self.mesh = config, mesh
+    ev = config.eval
+    self.groups = parse_sample_metrics(ev.sample_metrics)
+    if self.groups and ev.num_samples <= 0:
+      raise ValueError(f"eval.num_samples must be positive for sample metrics, got {ev.num_samples}.")
+    if self.groups:
+      parallel.local_batch_size(ev.sample_batch_size, "eval.sample_batch_size")
+    self.extractors = {name: extractor_from_config(name, ev) for name in self.groups}
+    self.references: dict[str, tuple[ReferenceStats, Path]] = {
+      name: get_reference(
+        self.extractors[name], config.data.name, ev.reference_split, ev.reference_num_examples,
+        ev.feature_samples, ev.reference_dir, config.data.manual_dir, config.data.data_dir,
+        ev.batch_size,
       )
-      entry["reference"] = {
-        **{k: v for k, v in reference.items() if k != "extractor"},
-        "protocol_sha256": protocol_hash(reference),
-        "file": str(reference_path(ev.reference_dir, config.data.name, ev.reference_split, name)),
+      for name, kinds in self.groups.items()
+      if set(kinds) - {"is"}
+    }
+
+  def run(self, sample_fn, params, model_state) -> dict[str, float]:
+    """Draws eval.num_samples samples with sample_fn(params, model_state, rng, num) -> [num, ...]
+    in data.value_range (batch i with rng fold_in(key(eval.sample_seed), i)) and returns
+    {"<extractor>_<metric>": value}; {} when eval.sample_metrics is empty."""
+    if not self.groups:
+      return {}
+    config, ev = self.config, self.config.eval
+    batch_size = ev.sample_batch_size
+    accumulators = {
+      name: FeatureAccumulator(
+        self.extractors[name], config.data.value_range, ev.feature_samples,
+        total=ev.num_samples if "is" in kinds else 0, num_splits=ev.is_splits,
+        what=f"{config.family} samples",
+      )
+      for name, kinds in self.groups.items()
+    }
+    sample = jax.jit(sample_fn, static_argnums=3, out_shardings=parallel.batch_sharded(self.mesh))
+    key = jax.random.key(ev.sample_seed)
+    for index in range(math.ceil(ev.num_samples / batch_size)):
+      images = sample(params, model_state, jax.random.fold_in(key, index), batch_size)
+      mask = jnp.arange(batch_size) < ev.num_samples - index * batch_size
+      for accumulator in accumulators.values():
+        accumulator.add(images, mask)
+    results = {}
+    for name, kinds in self.groups.items():
+      reference = self.references[name][0] if name in self.references else None
+      results.update(metrics_from_summaries(name, kinds, accumulators[name].result(), reference, ev))
+    return results
+
+  def protocol(self) -> dict[str, Any]:
+    """How the sample metrics are made: counts, seeds, sampler, reference and extractor ids."""
+    config, ev = self.config, self.config.eval
+    extractors = {}
+    for name, kinds in self.groups.items():
+      extractor = self.extractors[name]
+      entry: dict[str, Any] = {
+        "metrics": kinds,
+        "extractor": extractor.describe(),
+        "extractor_sha256": extractor.identity_hash(),
       }
-    extractors[name] = entry
-  return {
-    "num_samples": ev.num_samples,
-    "sample_batch_size": ev.sample_batch_size,
-    "sample_seeds": f"batch i uses jax.random.fold_in(jax.random.key({ev.sample_seed}), i)",
-    "parameters": "EMA" if ev.use_ema else "raw",
-    "value_range": list(config.data.value_range),
-    "image_size": config.data.image_size or "native",
-    "sampling": config.sampling.to_dict(),
-    "reference_split": ev.reference_split,
-    "feature_samples": f"the first {ev.feature_samples} samples / reference examples (KID, PRD)",
-    "kid": f"mean and standard error over disjoint subsets of {ev.kid_subset_size} "
-    f"(permutation seed {KID_SEED}); kernel (x.y/D + 1)^3",
-    "inception_score": f"{ev.is_splits} contiguous splits, mean and std",
-    "prd": f"precision/recall k={ev.prd_k} (Kynkaanniemi 2019), density/coverage k={ev.dc_k} "
-    "(Naeem 2020)",
-    "fid": "squared Frechet distance of the feature Gaussians (unbiased covariances), float64",
-    "extractors": extractors,
-    "genjax_version": genjax.__version__,
-  }
+      if name in self.references:
+        stats, path = self.references[name]
+        entry["reference"] = {
+          **{k: v for k, v in stats.protocol.items() if k != "extractor"},
+          "protocol_sha256": protocol_hash(stats.protocol),
+          "file": str(path),
+        }
+      extractors[name] = entry
+    return {
+      "num_samples": ev.num_samples,
+      "sample_batch_size": ev.sample_batch_size,
+      "sample_seeds": f"batch i uses jax.random.fold_in(jax.random.key({ev.sample_seed}), i)",
+      "parameters": "EMA" if ev.use_ema else "raw",
+      "value_range": list(config.data.value_range),
+      "image_size": config.data.image_size or "native",
+      "sampling": config.sampling.to_dict(),
+      "reference_split": ev.reference_split,
+      "feature_samples": f"the first {ev.feature_samples} samples / reference examples (KID, PRD)",
+      "kid": f"mean and standard error over disjoint subsets of {ev.kid_subset_size} "
+      f"(permutation seed {KID_SEED}); kernel (x.y/D + 1)^3",
+      "inception_score": f"{ev.is_splits} contiguous splits, mean and std",
+      "prd": f"precision/recall k={ev.prd_k} (Kynkaanniemi 2019), density/coverage k={ev.dc_k} "
+      "(Naeem 2020)",
+      "fid": "squared Frechet distance of the feature Gaussians (unbiased covariances), float64",
+      "extractors": extractors,
+      "genjax_version": genjax.__version__,
+    }
