@@ -54,6 +54,11 @@ class DivergedError(TrainingHalted):
   """The family's `check_training` hook found the run diverging (e.g. a GAN's critic loss exploding)."""
 
 
+def dummy_batch(example_shape: tuple[int, ...]) -> dict[str, jax.Array]:
+  """One all-zero example and label, the batch networks are initialised from."""
+  return {"x": jnp.zeros((1, *example_shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
+
+
 class Experiment:
   """A family bound to a mesh: compiled init/train/eval/sample functions and the checkpointer."""
 
@@ -86,13 +91,9 @@ class Experiment:
     """eval.sample_metrics, with its extractors and reference statistics loaded once."""
     return SampleMetricsEvaluator(self.config, self.mesh)
 
-  def _dummy_batch(self) -> dict[str, jax.Array]:
-    shape = example_shape(self.config.data, self.info)
-    return {"x": jnp.zeros((1, *shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
-
   def _init_state(self, rng: jax.Array) -> TrainState:
     init_rng, state_rng = jax.random.split(rng)
-    params, model_state = self.family.init(init_rng, self._dummy_batch())
+    params, model_state = self.family.init(init_rng, dummy_batch(self.family.example_shape))
     return create_train_state(params, model_state, self.family.optimizer, state_rng)
 
   def init_state(self) -> TrainState:
@@ -549,8 +550,7 @@ def summary(config: ml_collections.ConfigDict) -> str:
   _check_config(config)
   info = dataset_info(config.data)
   family = get_family(config.family)(config, info, example_shape(config.data, info))
-  shape = example_shape(config.data, info)
-  batch = {"x": jnp.zeros((1, *shape), jnp.float32), "label": jnp.zeros((1,), jnp.int32)}
+  batch = dummy_batch(family.example_shape)
   params, _ = jax.eval_shape(functools.partial(family.init, batch=batch), jax.random.key(0))
   lines, total = [], 0
   for name, group in family.parameter_groups(params).items():
