@@ -21,9 +21,13 @@ Class conditioning (model.conditional): generators use conditional batch norm (p
 bias, de Vries et al. 2017; Miyato & Koyama 2018) or, in the MLP, a label embedding concatenated to
 z; discriminators add the projection term <embed(y), phi(x)> (Miyato & Koyama 2018).
 
-Batch norm always normalizes with the current batch's statistics: the discriminator runs only in
-training, and generator samples use their own batch's statistics, which stay right for the EMA
-weights. No running averages are kept (apply with mutable=["batch_stats"] and drop the result).
+Batch norm (`BatchNorm` in G, flax's in D) keeps no running averages. In training it normalizes
+with the current batch's statistics (apply with mutable=["batch_stats"] and drop the result); the
+discriminator only ever runs this way. Generators sample with fixed statistics instead, so that a
+sample depends on its own z and label alone: G(z, labels, use_running_average=True) normalizes
+with the "batch_stats" collection it is given, the "standing statistics" (Brock et al. 2019) that
+the GAN family estimates for the weights it samples with from sampling.standing_stats_samples
+latents (genjax.families.gan.GANFamily.standing_statistics).
 Spectral normalization (model.spectral_norm) wraps every discriminator layer with weights.
 """
 
@@ -47,16 +51,26 @@ XAVIER_INIT = nn.initializers.xavier_uniform()
 
 
 class BatchNorm(nn.Module):
-  """Batch norm over all axes but the last, with the batch's statistics. With num_classes > 0 the
-  gain and bias are looked up per example from class embeddings (conditional batch norm)."""
+  """Batch norm of x [B, ..., C] over all axes but the last (eps 1e-5).
+
+  use_running_average=False (training): normalizes with this batch's mean and biased variance and,
+  with momentum 0, leaves exactly them as the "batch_stats" collection's `mean` and `var` [C].
+  use_running_average=True (sampling): normalizes with the `mean` and `var` of the "batch_stats"
+  collection it is given. With num_classes > 0 the gain and bias are looked up per example from
+  class embeddings (conditional batch norm)."""
 
   num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array, labels: jax.Array | None) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, labels: jax.Array | None, use_running_average: bool = False
+  ) -> jax.Array:
     conditional = self.num_classes > 0
     h = nn.BatchNorm(
-      use_running_average=False, momentum=0.9, use_scale=not conditional, use_bias=not conditional
+      use_running_average=use_running_average,
+      momentum=0.0,
+      use_scale=not conditional,
+      use_bias=not conditional,
     )(x)
     if not conditional:
       return h
@@ -188,13 +202,17 @@ class DCGANGenerator(nn.Module):
   batch_norm: bool = True
 
   @nn.compact
-  def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self, z: jax.Array, labels: jax.Array | None = None, use_running_average: bool = False
+  ) -> jax.Array:
     height, width, channels = self.out_shape
     scale = 2 ** len(self.features)
     base_h, base_w = height // scale, width // scale
 
     def norm_relu(h):
-      return nn.relu(BatchNorm(self.num_classes)(h, labels) if self.batch_norm else h)
+      if not self.batch_norm:
+        return nn.relu(h)
+      return nn.relu(BatchNorm(self.num_classes)(h, labels, use_running_average))
 
     h = nn.Dense(
       base_h * base_w * self.features[0], use_bias=not self.batch_norm, kernel_init=DCGAN_INIT
@@ -268,10 +286,12 @@ class GeneratorBlock(nn.Module):
   num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array, labels: jax.Array | None) -> jax.Array:
-    h = nn.relu(BatchNorm(self.num_classes)(x, labels))
+  def __call__(
+    self, x: jax.Array, labels: jax.Array | None, use_running_average: bool = False
+  ) -> jax.Array:
+    h = nn.relu(BatchNorm(self.num_classes)(x, labels, use_running_average))
     h = nn.Conv(self.features, (3, 3), kernel_init=RESIDUAL_INIT)(_upsample(h))
-    h = nn.relu(BatchNorm(self.num_classes)(h, labels))
+    h = nn.relu(BatchNorm(self.num_classes)(h, labels, use_running_average))
     h = nn.Conv(self.features, (3, 3), kernel_init=RESIDUAL_INIT)(h)
     shortcut = nn.Conv(self.features, (1, 1), kernel_init=XAVIER_INIT, name="shortcut")(
       _upsample(x)
@@ -313,15 +333,17 @@ class ResNetGenerator(nn.Module):
   num_classes: int = 0
 
   @nn.compact
-  def __call__(self, z: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+  def __call__(
+    self, z: jax.Array, labels: jax.Array | None = None, use_running_average: bool = False
+  ) -> jax.Array:
     height, width, channels = self.out_shape
     scale = 2 ** len(self.features)
     base_h, base_w = height // scale, width // scale
     h = nn.Dense(base_h * base_w * self.features[0], kernel_init=XAVIER_INIT)(z)
     h = h.reshape(z.shape[0], base_h, base_w, self.features[0])
     for width_out in self.features:
-      h = GeneratorBlock(width_out, self.num_classes)(h, labels)
-    h = nn.relu(BatchNorm()(h, None))
+      h = GeneratorBlock(width_out, self.num_classes)(h, labels, use_running_average)
+    h = nn.relu(BatchNorm()(h, None, use_running_average))
     return jnp.tanh(nn.Conv(channels, (3, 3), kernel_init=XAVIER_INIT)(h))
 
 
