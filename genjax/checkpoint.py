@@ -33,6 +33,9 @@ from orbax.checkpoint import checkpoint_managers
 from genjax.paths import as_path
 
 _READABLE, _MISMATCH, _UNREADABLE = 0, 1, 2
+# Old steps are first renamed into checkpoints/<this>/ (atomic on local disks), then removed: a kill
+# during orbax's file-by-file deletion left a listed step that could not be restored.
+_TO_DELETE = "deleting"
 
 
 class CheckpointMismatchError(ValueError):
@@ -150,6 +153,7 @@ class Checkpointer:
       preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
       enable_async_checkpointing=self._options["async_save"] and not self.read_only,
       cleanup_tmp_directories=not self.read_only,
+      todelete_subdir=_TO_DELETE,
       create=not self.read_only,
       read_only=self.read_only,
     )
@@ -186,6 +190,7 @@ class Checkpointer:
       self.record_metrics(step, metrics)
     if step in self.manager.all_steps():
       return
+    self._remove_deleted_steps()
     args = ocp.args.Composite(
       state=ocp.args.StandardSave(state),
       data=grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_iterator)),
@@ -198,8 +203,10 @@ class Checkpointer:
     self.recorded_metrics[step] = {name: float(value) for name, value in metrics.items()}
     if self.read_only:
       return
-    if jax.process_index() == 0:
-      self._metrics_path.write_text(json.dumps(self.recorded_metrics, indent=1))
+    if jax.process_index() == 0:  # written aside, then renamed: a kill never leaves half a file
+      partial = self._metrics_path.with_name(self._metrics_path.name + ".tmp")
+      partial.write_text(json.dumps(self.recorded_metrics, indent=1))
+      partial.replace(self._metrics_path)
     if self._options["best_metric"]:  # orbax prunes at saves only; this step may now be the best
       self.manager.wait_until_finished()
       steps = sorted(self.manager.all_steps())
@@ -260,6 +267,12 @@ class Checkpointer:
       self._set_aside(candidate, detail)
     raise FileNotFoundError(f"No readable checkpoint in {self.directory}.")
 
+  def _remove_deleted_steps(self) -> None:
+    """Removes the steps orbax renamed into checkpoints/deleting/, once no save is in flight."""
+    self.manager.wait_until_finished()  # orbax's save would wait for the previous one too
+    if jax.process_index() == 0 and (self.directory / _TO_DELETE).exists():
+      (self.directory / _TO_DELETE).rmtree()
+
   def restored_config(self, step: int) -> dict:
     return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
@@ -278,5 +291,7 @@ class Checkpointer:
     self.manager = self._make_manager()
 
   def close(self) -> None:
+    if not self.read_only:
+      self._remove_deleted_steps()
     self.manager.wait_until_finished()
     self.manager.close()

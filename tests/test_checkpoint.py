@@ -106,3 +106,15 @@ def test_runs_with_another_network_or_optimizer_fail_clearly_and_keep_every_chec
     sample(config, tmp_path)
   assert not (tmp_path / "checkpoints_unreadable").exists()
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["10", "20"]
+
+
+@pytest.mark.slow
+def test_continuing_past_the_end_names_the_learning_rate_change(load, tmp_path, caplog):
+  """A cosine run of 20 steps continued to 40 rebuilds the schedule over 40 steps: at step 20 the
+  rate is 1e-3 * (1 + cos(pi / 2)) / 2 = 5e-4 instead of the old horizon's 0 (end_lr_factor 0)."""
+  overrides = {**SHORT, "optim.schedule": "cosine", "optim.end_lr_factor": 0.0, "optim.lr": 1e-3}
+  train_and_evaluate(load("vae_mnist.py:tiny", **overrides), tmp_path)
+  longer = load("vae_mnist.py:tiny", **{**overrides, "training.num_train_steps": 40})
+  assert train_and_evaluate(longer, tmp_path)["step"] == 40
+  assert "num_train_steps changed from 20 to 40" in caplog.text
+  assert "at step 20 the rate is 0.0005 (it was 0 under the old horizon)" in caplog.text
