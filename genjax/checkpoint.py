@@ -254,9 +254,8 @@ class Checkpointer:
         raise CheckpointMismatchError(
           f"The checkpoint at step {candidate} in {self.directory} does not fit this config: "
           f"{detail or 'another process found a different state'}. The checkpoints are left as they "
-          "are. Train this config in a new --workdir, run the config the checkpoint was written "
-          f"with (saved in {self.directory / str(candidate) / 'config'}), or start a new run from "
-          "these weights by fine-tuning."
+          "are. Train this config in a new --workdir, or run the config the checkpoint was "
+          f"written with (saved in {self.directory / str(candidate) / 'config'})."
         )
       if self.read_only or step is not None:
         raise CheckpointUnreadableError(

@@ -307,8 +307,8 @@ def _summarize_and_check(experiment: Experiment, state: TrainState, pending: lis
     raise NonFiniteError(
       f"Training stopped at step {step}: {what} became NaN/inf (averaged over steps since the last "
       f"log). The last good checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
-      "is kept. Lower optim.lr, set optim.grad_clip_norm (a new optimizer state: continue by "
-      "fine-tuning from this workdir, or start a new --workdir), or check the data, then run again."
+      "is kept. Lower optim.lr, set optim.grad_clip_norm (a new optimizer state: in a new "
+      "--workdir), or check the data, then run again."
     )
   problem = experiment.family.check_training(summary) if summary else None
   if problem:
