@@ -278,8 +278,8 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   get_family(config.family)  # an unknown family lists the valid ones
 
 
-def _warn_on_config_change(checkpointer: Checkpointer, step: int, config: ml_collections.ConfigDict) -> None:
-  saved = checkpointer.restored_config(step)
+def _warn_on_config_change(saved: dict, step: int, config: ml_collections.ConfigDict) -> None:
+  """Logs every key of `config` that differs from `saved`, the config the step was written with."""
   current = json.loads(config.to_json())
   changed = [
     f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {value!r}"
@@ -331,18 +331,17 @@ def _evaluate_and_record(experiment: Experiment, state: TrainState, step: int, w
   return results
 
 
-def _log_schedule_change(experiment: Experiment, step: int) -> None:
+def _log_schedule_change(saved: dict, step: int, config: ml_collections.ConfigDict) -> None:
   """When a finished run continues with a larger training.num_train_steps, the learning-rate
   schedule is rebuilt over the new horizon; says what that does to the rate at this step."""
-  saved = experiment.checkpointer.restored_config(step)
   saved_steps = saved.get("training", {}).get("num_train_steps")
-  current = experiment.config.training.num_train_steps
+  current = config.training.num_train_steps
   if saved_steps is None or saved_steps == current:
     return
-  saved_optim = ml_collections.ConfigDict(saved.get("optim", experiment.config.optim.to_dict()))
-  updates = step // max(experiment.config.optim.accumulate_steps, 1)
+  saved_optim = ml_collections.ConfigDict(saved.get("optim", config.optim.to_dict()))
+  updates = step // max(config.optim.accumulate_steps, 1)
   old_lr = float(make_schedule(saved_optim, saved_steps)(updates))
-  new_lr = float(make_schedule(experiment.config.optim, current)(updates))
+  new_lr = float(make_schedule(config.optim, current)(updates))
   logging.warning(
     "training.num_train_steps changed from %d to %d: the learning-rate schedule now spans %d steps, "
     "so at step %d the rate is %.4g (it was %.4g under the old horizon).",
@@ -372,8 +371,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
 
   if checkpointer.latest_step() is not None:
     state, step = experiment.restore(data.iterator)
-    _warn_on_config_change(checkpointer, step, config)
-    _log_schedule_change(experiment, step)
+    saved_config = checkpointer.restored_config(step)  # read once, for both reports
+    _warn_on_config_change(saved_config, step, config)
+    _log_schedule_change(saved_config, step, config)
     logging.info("Resumed from the checkpoint at step %d.", step)
   else:
     state, step = experiment.init_state(), 0
