@@ -3,7 +3,8 @@
 A source is a random-access collection of examples ({"x": ..., "label": ...}) with `len()` and a
 vectorized `gather(indices)`. tfds datasets come from the builder's own data source (array_record);
 small ones are decoded once into host memory. Generated datasets:
-  2-D toys:  "8gaussians" (ring of 8), "25gaussians" (5x5 grid), "swissroll", "checkerboard"
+  2-D toys:  "8gaussians" (ring of 8), "25gaussians" (5x5 grid), "swissroll", "checkerboard";
+             the two mixtures state their modes and std in DatasetInfo.mixture
   images:    "synthetic_images", smooth random images of `data.synthetic_shape`, for testing the
              CIFAR/large-image configs without their data.
 """
@@ -34,14 +35,30 @@ class DataError(RuntimeError):
   """A dataset could not be found or prepared; the message says how to fix it."""
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Mixture:
+  """The equal-weight Gaussian mixture a generated dataset draws from: modes [K, D] (the means,
+  float64, read-only) and std, the standard deviation of every mode in every dimension."""
+
+  modes: np.ndarray
+  std: float
+
+  def __post_init__(self):
+    modes = np.array(self.modes, np.float64)
+    modes.flags.writeable = False
+    object.__setattr__(self, "modes", modes)
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """shape: one example's shape ([H, W, C] for images, [D] for points); num_classes: 0 if unlabeled;
-  is_image: integer pixels in [0, 255] (else float points)."""
+  is_image: integer pixels in [0, 255] (else float points); mixture: the Gaussian mixture the points
+  are drawn from ("8gaussians", "25gaussians"), else None."""
 
   shape: tuple[int, ...]
   num_classes: int
   is_image: bool
+  mixture: Mixture | None = None
 
 
 class ArraySource:
@@ -209,30 +226,45 @@ def _tfds_info(builder) -> DatasetInfo:
 # --- generated datasets -------------------------------------------------------------------------
 
 
-def _points(x: np.ndarray, label: np.ndarray, num_classes: int) -> ArraySource:
-  info = DatasetInfo((x.shape[1],), num_classes, is_image=False)
+def _points(
+  x: np.ndarray, label: np.ndarray, num_classes: int, mixture: Mixture | None = None
+) -> ArraySource:
+  info = DatasetInfo((x.shape[1],), num_classes, is_image=False, mixture=mixture)
   return ArraySource({"x": x.astype(np.float32), "label": label.astype(np.int32)}, info)
 
 
-@GENERATED.register("8gaussians")
-def eight_gaussians(rng: np.random.Generator, n: int, data) -> ArraySource:
-  """A ring of 8 Gaussians, radius 2, std 0.02 (the unrolled-GAN/VEEGAN benchmark); label = mode."""
-  modes = ring_modes(8, 2.0)
-  label = rng.integers(0, 8, n)
-  return _points(modes[label] + 0.02 * rng.standard_normal((n, 2)), label, 8)
-
-
 def ring_modes(count: int, radius: float) -> np.ndarray:
+  """[count, 2] points evenly spaced on the circle of `radius`, the first at (radius, 0)."""
   angles = 2 * np.pi * np.arange(count) / count
   return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
+# The ring of 8 Gaussians, radius 2, std 0.02 (the unrolled-GAN/VEEGAN benchmark).
+EIGHT_GAUSSIANS = Mixture(ring_modes(8, 2.0), 0.02)
+# The 5x5 grid of Gaussians at {-2, -1, 0, 1, 2}^2, std 0.05.
+TWENTY_FIVE_GAUSSIANS = Mixture(
+  np.stack(np.meshgrid(np.arange(-2, 3), np.arange(-2, 3)), -1).reshape(-1, 2), 0.05
+)
+
+
+def _mixture_points(rng: np.random.Generator, n: int, mixture: Mixture) -> ArraySource:
+  """n points of the mixture; label = the mode each was drawn from (uniform)."""
+  count, dim = mixture.modes.shape
+  label = rng.integers(0, count, n)
+  x = mixture.modes[label] + mixture.std * rng.standard_normal((n, dim))
+  return _points(x, label, count, mixture)
+
+
+@GENERATED.register("8gaussians")
+def eight_gaussians(rng: np.random.Generator, n: int, data) -> ArraySource:
+  """Points of EIGHT_GAUSSIANS (a ring of 8); label = mode."""
+  return _mixture_points(rng, n, EIGHT_GAUSSIANS)
+
+
 @GENERATED.register("25gaussians")
 def twenty_five_gaussians(rng: np.random.Generator, n: int, data) -> ArraySource:
-  """A 5x5 grid of Gaussians at {-2, -1, 0, 1, 2}^2, std 0.05; label = mode."""
-  grid = np.stack(np.meshgrid(np.arange(-2, 3), np.arange(-2, 3)), -1).reshape(-1, 2)
-  label = rng.integers(0, 25, n)
-  return _points(grid[label] + 0.05 * rng.standard_normal((n, 2)), label, 25)
+  """Points of TWENTY_FIVE_GAUSSIANS (a 5x5 grid); label = mode."""
+  return _mixture_points(rng, n, TWENTY_FIVE_GAUSSIANS)
 
 
 @GENERATED.register("swissroll")

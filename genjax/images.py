@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from etils import epath
@@ -10,11 +11,20 @@ from PIL import Image
 
 from genjax.paths import as_path
 
+if TYPE_CHECKING:
+  import jax
 
-def to_unit_range(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-  """Maps data from value_range to [0, 1], clipping what falls outside."""
-  low, high = value_range
-  return np.clip((np.asarray(x, np.float32) - low) / (high - low), 0.0, 1.0)
+ArrayT = TypeVar("ArrayT", "np.ndarray", "jax.Array")
+
+
+def to_unit_range(x: ArrayT, value_range: tuple[float, float]) -> ArrayT:
+  """Maps x (a numpy or jax array, any shape) from value_range = (low, high) linearly to [0, 1]:
+  (x - low) / (high - low) in float32, the same kind of array. Values outside the range map outside
+  [0, 1]: callers clip or check them."""
+  low, high = (float(v) for v in value_range)
+  if not high > low:
+    raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}.")
+  return (x.astype(np.float32) - low) / (high - low)
 
 
 def make_grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
@@ -43,7 +53,7 @@ def render(samples: np.ndarray, value_range: tuple[float, float], columns: int) 
   """Images [N, H, W, C] -> a grid; points [N, 2] -> a density picture. Returns uint8 [H', W', C]."""
   if samples.ndim == 2:
     return points_image(samples)
-  return make_grid(to_unit_range(samples, value_range), columns)
+  return make_grid(np.clip(to_unit_range(samples, value_range), 0.0, 1.0), columns)
 
 
 def save_png(path: epath.PathLike, picture: np.ndarray) -> epath.Path:

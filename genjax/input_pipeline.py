@@ -110,15 +110,23 @@ class TrainData:
     return next(self.iterator)
 
 
-def eval_batches(config: ml_collections.ConfigDict, local_batch_size: int):
-  """Yields this process's eval batches over the whole eval split (or eval.num_examples of it).
+def eval_batches(
+  data: ml_collections.ConfigDict,
+  local_batch_size: int,
+  *,
+  num_examples: int,
+  data_seed: int,
+  noise_seed: int,
+):
+  """Yields this process's eval batches over the whole split data.eval_split, or its first
+  num_examples (0: all).
 
   Every process yields the same number of batches of `local_batch_size`; padding rows have mask 0.
-  The preprocessing randomness is fixed by eval.seed, so every evaluation sees the same data.
+  data_seed: the seed generated datasets draw their points from (config.seed); noise_seed: fixes the
+  preprocessing randomness (eval.seed), so every evaluation sees the same data.
   """
-  data = config.data
-  source = load_source(data, data.eval_split, config.seed)
-  total = len(source) if not config.eval.num_examples else min(config.eval.num_examples, len(source))
+  source = load_source(data, data.eval_split, data_seed)
+  total = len(source) if not num_examples else min(num_examples, len(source))
   mine = np.arange(total)[jax.process_index() :: jax.process_count()]
   num_batches = math.ceil(math.ceil(total / jax.process_count()) / local_batch_size)
   padded = np.full(num_batches * local_batch_size, -1, np.int64)
@@ -133,6 +141,6 @@ def eval_batches(config: ml_collections.ConfigDict, local_batch_size: int):
   dataset = (
     grain.MapDataset.source(padded.reshape(num_batches, local_batch_size))
     .map(gather)
-    .random_map(preprocess, seed=_process_seed(config.eval.seed, 2))
+    .random_map(preprocess, seed=_process_seed(noise_seed, 2))
   )
   yield from dataset.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))

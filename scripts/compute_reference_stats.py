@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from genjax import parallel
 from genjax.config import base_config
+from genjax.datasets import dataset_info
 from genjax.evaluation.extractors import WEIGHTS_KEYS, add_weights_arguments, extractor_from_config
 from genjax.evaluation.reference import (
   compute_reference,
@@ -33,7 +35,7 @@ def main() -> None:
   )
   parser.add_argument("--dataset", default="mnist")
   parser.add_argument("--splits", default="train", help="comma separated, e.g. train,test")
-  parser.add_argument("--extractor", default="mnist", help="mnist or inception")
+  parser.add_argument("--extractor", default="mnist", help="mnist, inception or raw")
   parser.add_argument("--num_examples", type=int, default=0, help="0: the whole split")
   parser.add_argument("--feature_samples", type=int, default=base_config().eval.feature_samples)
   parser.add_argument("--reference_dir", default="")
@@ -44,30 +46,26 @@ def main() -> None:
   add_weights_arguments(parser)
   args = parser.parse_args()
 
-  eval_config = base_config().eval
+  config = base_config()
+  data, eval_config = config.data, config.eval
+  data.name, data.manual_dir, data.data_dir = args.dataset, args.manual_dir, args.data_dir
+  eval_config.reference_num_examples = args.num_examples
+  eval_config.feature_samples = args.feature_samples
+  eval_config.batch_size = args.batch_size
   for key in WEIGHTS_KEYS:
     eval_config[key] = getattr(args, key)
-  extractor = extractor_from_config(args.extractor, eval_config)
+  extractor = extractor_from_config(args.extractor, eval_config, dataset_info(data).shape)
+  mesh = parallel.make_mesh()
   for split in args.splits.split(","):
+    eval_config.reference_split = split
     path = reference_path(args.reference_dir, args.dataset, split, extractor.name)
-    expected = reference_protocol(
-      args.dataset, split, args.num_examples, args.feature_samples, extractor
-    )
+    expected = reference_protocol(data, eval_config, extractor)
     if path.is_file() and not args.overwrite:
       stats = load_reference(path, expected)
       print(f"{path}: up to date ({stats.count} examples, protocol_sha256={stats.protocol_sha256})")
       continue
     start = time.time()
-    stats = compute_reference(
-      extractor,
-      args.dataset,
-      split,
-      args.num_examples,
-      args.feature_samples,
-      args.manual_dir,
-      args.data_dir,
-      args.batch_size,
-    )
+    stats = compute_reference(extractor, data, eval_config, mesh)
     save_reference(path, stats)
     print(
       f"{path}: {stats.count} examples in {time.time() - start:.1f} s, "

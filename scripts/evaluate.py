@@ -10,6 +10,8 @@
   the floor of a metric, e.g. the MNIST FID of the test set against the training set:
     GENJAX_DATA_DIR=/work/shared/data/mnist python scripts/evaluate.py --samples=mnist:test \
       --metrics=mnist_fid,mnist_kid,mnist_is,mnist_prd --reference_split=train
+Mode coverage of 2-D points [N, 2] (as `--mode=sample` writes them for the toy mixtures):
+  python scripts/evaluate.py --samples=<...>.npz --dataset=8gaussians --metrics=raw_modes
 Images are read and fed in batches of --batch_size (an .npz is decompressed into host memory once).
 The reference statistics are loaded from, or computed into, --reference_dir
 (genjax.evaluation.reference).
@@ -25,23 +27,37 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 from PIL import Image
 
 import genjax
+from genjax import parallel
 from genjax.config import base_config
-from genjax.datasets import load_source
+from genjax.datasets import dataset_info, load_source
 from genjax.evaluation.extractors import WEIGHTS_KEYS, add_weights_arguments, extractor_from_config
 from genjax.evaluation.params_io import file_sha256
-from genjax.evaluation.reference import get_reference, reference_data_config
-from genjax.evaluation.sample_metrics import metrics_from_summaries, parse_sample_metrics
+from genjax.evaluation.reference import get_reference
+from genjax.evaluation.sample_metrics import (
+  MetricContext,
+  check_sample_metrics,
+  metric_definitions,
+  metrics_from_summaries,
+  needs_logits,
+  needs_reference,
+  parse_sample_metrics,
+)
 from genjax.evaluation.streaming import FeatureAccumulator
 
 
 class SampleSource:
-  """images in batches, their number, value range and a description for the protocol."""
+  """images in batches, their number, value range and a description for the protocol.
 
-  def __init__(self, spec: str, value_range: tuple[float, float], manual_dir: str, data_dir: str):
+  data: the data section that locates a DATASET:SPLIT spec's files (manual_dir, data_dir)."""
+
+  def __init__(
+    self, spec: str, value_range: tuple[float, float], data: ml_collections.ConfigDict
+  ):
     path = Path(spec)
     self.value_range = value_range
     if path.is_dir():
@@ -68,7 +84,8 @@ class SampleSource:
       }
     elif ":" in spec:
       dataset, split = spec.split(":", 1)
-      data = reference_data_config(dataset, split, 0, manual_dir, data_dir).data
+      data = data.copy_and_resolve_references()
+      data.name = dataset
       self.source = load_source(data, split, seed=0)
       self.kind, self.count, self.value_range = "dataset", len(self.source), (0.0, 1.0)
       self.description = {
@@ -109,7 +126,9 @@ def main() -> None:
   parser.add_argument("--value_range", default="0,1", help="low,high of the samples (arrays only)")
   parser.add_argument("--metrics", default="mnist_fid,mnist_kid,mnist_is,mnist_prd")
   parser.add_argument("--num_samples", type=int, default=0, help="0: all of them")
-  parser.add_argument("--dataset", default="mnist", help="the reference dataset")
+  parser.add_argument(
+    "--dataset", default="mnist", help="the dataset the samples imitate (reference, mixture modes)"
+  )
   parser.add_argument("--reference_split", default=defaults.reference_split)
   parser.add_argument("--reference_num_examples", type=int, default=0)
   parser.add_argument("--reference_dir", default="")
@@ -125,7 +144,9 @@ def main() -> None:
   add_weights_arguments(parser)
   args = parser.parse_args()
 
-  eval_config = base_config().eval
+  config = base_config()
+  data, eval_config = config.data, config.eval
+  data.name, data.manual_dir, data.data_dir = args.dataset, args.manual_dir, args.data_dir
   for key in (
     "reference_split",
     "reference_num_examples",
@@ -135,21 +156,27 @@ def main() -> None:
     "is_splits",
     "prd_k",
     "dc_k",
+    "batch_size",
     *WEIGHTS_KEYS,
   ):
     eval_config[key] = getattr(args, key)
   groups = parse_sample_metrics([m for m in args.metrics.split(",") if m])
-  value_range = tuple(float(v) for v in args.value_range.split(","))
-  samples = SampleSource(args.samples, value_range, args.manual_dir, args.data_dir)
+  samples = SampleSource(args.samples, tuple(float(v) for v in args.value_range.split(",")), data)
   count = min(args.num_samples or samples.count, samples.count)
+  eval_config.num_samples = count
+  info = dataset_info(data)
+  context = MetricContext(eval_config, info)
+  value_range = samples.value_range if info.is_image else None  # points have no value range
 
-  extractors = {name: extractor_from_config(name, eval_config) for name in groups}
+  example_shape = next(samples.batches(1, 1)).shape[1:]
+  extractors = {name: extractor_from_config(name, eval_config, example_shape) for name in groups}
+  check_sample_metrics(groups, extractors, context)
   accumulators = {
     name: FeatureAccumulator(
       extractors[name],
-      samples.value_range,
+      value_range,
       args.feature_samples,
-      total=count if "is" in kinds else 0,
+      total=count if needs_logits(kinds) else 0,
       num_splits=args.is_splits,
       what=f"samples of {args.samples}",
     )
@@ -160,22 +187,13 @@ def main() -> None:
       accumulator.add(images)
 
   metrics, extractor_protocols = {}, {}
+  mesh = parallel.make_mesh()
   for name, kinds in groups.items():
     reference, path = (None, None)
-    if set(kinds) - {"is"}:
-      reference, path = get_reference(
-        extractors[name],
-        args.dataset,
-        args.reference_split,
-        args.reference_num_examples,
-        args.feature_samples,
-        args.reference_dir,
-        args.manual_dir,
-        args.data_dir,
-        args.batch_size,
-      )
+    if needs_reference(kinds):
+      reference, path = get_reference(extractors[name], data, eval_config, mesh)
     metrics.update(
-      metrics_from_summaries(name, kinds, accumulators[name].result(), reference, eval_config)
+      metrics_from_summaries(name, kinds, accumulators[name].result(), reference, context)
     )
     extractor_protocols[name] = {
       "metrics": kinds,
@@ -193,7 +211,7 @@ def main() -> None:
   protocol = {
     "samples": samples.description,
     "num_samples": count,
-    "value_range": list(samples.value_range),
+    "value_range": list(value_range) if value_range else None,
     "reference_dataset": args.dataset,
     "reference_split": args.reference_split,
     "feature_samples": args.feature_samples,
@@ -201,6 +219,7 @@ def main() -> None:
     "is_splits": args.is_splits,
     "prd_k": args.prd_k,
     "dc_k": args.dc_k,
+    "metric_definitions": metric_definitions(groups, context),
     "extractors": extractor_protocols,
     "genjax_version": genjax.__version__,
     "command": " ".join(sys.argv),

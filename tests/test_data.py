@@ -58,7 +58,7 @@ def test_value_range_dequantization_and_padding(tfds_dir):
 
 def test_eval_batches_cover_the_split_once_with_padding_masked(tfds_dir):
   config = mnist_config(tfds_dir)
-  batches = list(eval_batches(config, 300))
+  batches = list(eval_batches(config.data, 300, num_examples=0, data_seed=0, noise_seed=0))
   assert len(batches) == 34  # ceil(10000 / 300)
   assert sum(b["mask"].sum() for b in batches) == 10_000
   labels = np.concatenate([b["label"][b["mask"] > 0] for b in batches])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import MNIST_DIR, REPO
 
+from genjax import parallel
 from genjax.evaluation.extractors import MnistExtractor
 from genjax.evaluation.params_io import save_params_npz
 from genjax.evaluation.reference import ReferenceMismatchError, get_reference, load_reference
@@ -18,10 +19,22 @@ from genjax.evaluation.reference import ReferenceMismatchError, get_reference, l
 SAMPLE_METRICS = ("mnist_fid", "mnist_kid", "mnist_is", "mnist_prd")
 
 
+def reference_sections(reference_dir, feature_samples, manual_dir="", data_dir=""):
+  """The data and eval sections of a 600-example MNIST test-split reference in reference_dir."""
+  from genjax.config import base_config
+
+  config = base_config()
+  config.data.manual_dir, config.data.data_dir = manual_dir, data_dir
+  config.eval.reference_split, config.eval.reference_num_examples = "test", 600
+  config.eval.feature_samples, config.eval.reference_dir = feature_samples, str(reference_dir)
+  return config.data, config.eval
+
+
 def test_reference_is_cached_and_another_extractor_is_an_error(tmp_path, tfds_dir):
   extractor = MnistExtractor.load()
+  mesh = parallel.make_mesh()
   stats, path = get_reference(
-    extractor, "mnist", "test", 600, 300, tmp_path, str(MNIST_DIR), str(tfds_dir)
+    extractor, *reference_sections(tmp_path, 300, str(MNIST_DIR), str(tfds_dir)), mesh
   )
   assert (
     stats.count == 600
@@ -30,7 +43,7 @@ def test_reference_is_cached_and_another_extractor_is_an_error(tmp_path, tfds_di
   )
   assert stats.protocol["extractor"]["weights_sha256"] == extractor.sha256
   modified = path.stat().st_mtime_ns
-  again, _ = get_reference(extractor, "mnist", "test", 600, 300, tmp_path)  # no data needed: cached
+  again, _ = get_reference(extractor, *reference_sections(tmp_path, 300), mesh)  # cached: no data
   assert path.stat().st_mtime_ns == modified
   np.testing.assert_array_equal(again.mean, stats.mean)
   # The file requested with other weights (another extractor identity): an error, not a recompute.
@@ -38,9 +51,9 @@ def test_reference_is_cached_and_another_extractor_is_an_error(tmp_path, tfds_di
   other_sha = save_params_npz(tmp_path / "other.npz", params)
   other = MnistExtractor.load(tmp_path / "other.npz", other_sha)
   with pytest.raises(ReferenceMismatchError, match="extractor.weights_sha256: file has"):
-    get_reference(other, "mnist", "test", 600, 300, tmp_path)
+    get_reference(other, *reference_sections(tmp_path, 300), mesh)
   with pytest.raises(ReferenceMismatchError, match="feature_samples: file has 300, requested 200"):
-    get_reference(extractor, "mnist", "test", 600, 200, tmp_path)
+    get_reference(extractor, *reference_sections(tmp_path, 200), mesh)
   assert load_reference(path).count == 600
 
 

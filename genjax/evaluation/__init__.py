@@ -1,17 +1,19 @@
-"""One evaluation suite for every family: FID, KID, IS, precision/recall, density/coverage,
-likelihoods.
+"""One evaluation suite for every family: FID, KID, IS, precision/recall, density/coverage, mode
+coverage, likelihoods.
 
 frechet.py          Frechet distance of feature Gaussians (FID)
 kid.py              Kernel Inception Distance, unbiased, with its standard error
 inception_score.py  Inception Score with splits, streamed
 prdc.py             precision/recall (Kynkaanniemi et al.) and density/coverage (Naeem et al.)
+mode_coverage.py    high-quality fraction and covered modes of samples of a Gaussian mixture
 statistics.py       streaming mean/covariance (Chan et al.'s pairwise update)
-extractors.py       the feature-extractor interface and registry ("mnist", "inception")
+extractors.py       the feature-extractor interface and registry ("mnist", "inception", "raw")
 inception.py        FIDInceptionV3 in Flax (pytorch-fid architecture), weights from a hashed file
 mnist_classifier.py the MNIST CNN; its trained weights are committed in weights/
 streaming.py        images -> features -> summaries, batch by batch
 reference.py        reference statistics cached with the hash of their protocol
-sample_metrics.py   what `--mode=eval` computes from eval.sample_metrics, and its protocol
+sample_metrics.py   the sample-metric registry; what `--mode=eval` computes from
+                    eval.sample_metrics, and its protocol
 likelihood.py       conventions of the likelihood metrics (nats, bits/dim)
 benchmark.py        feature-extraction throughput
 """
@@ -21,6 +23,7 @@ from genjax.evaluation.extractors import EXTRACTORS, FeatureExtractor, InputErro
 from genjax.evaluation.frechet import frechet_distance
 from genjax.evaluation.inception_score import inception_score
 from genjax.evaluation.kid import kernel_inception_distance
+from genjax.evaluation.mode_coverage import mode_statistics
 from genjax.evaluation.params_io import WeightsError
 from genjax.evaluation.prdc import precision_recall_density_coverage
 from genjax.evaluation.reference import ReferenceMismatchError
@@ -37,5 +40,6 @@ __all__ = [
   "frechet_distance",
   "inception_score",
   "kernel_inception_distance",
+  "mode_statistics",
   "precision_recall_density_coverage",
 ]

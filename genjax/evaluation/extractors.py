@@ -13,6 +13,8 @@ evaluation protocol, so numbers from different extractors or weights can never b
                value_range ((0, 1) or (-1, 1)) mapped linearly to [0, 1].
   "inception"  FIDInceptionV3 (genjax.evaluation.inception), weights from eval.inception_weights
                with SHA-256 eval.inception_sha256. Input: any [B, H, W, 1 or 3] in value_range.
+  "raw"        no network: features = the samples themselves, flattened (images mapped to [0, 1],
+               points as they are); no logits. For metrics on the data space (mode coverage).
 
 A batch of the wrong shape, or with values outside value_range (by more than 1e-3 of its width),
 raises InputError naming what was expected.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ import numpy as np
 
 from genjax.evaluation import inception, mnist_classifier
 from genjax.evaluation.params_io import WeightsError, load_params_npz
+from genjax.images import to_unit_range
 from genjax.registry import Registry
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -44,14 +48,6 @@ RANGE_TOLERANCE = 1e-3  # fraction of the value range that samples may overshoot
 
 class InputError(ValueError):
   """Images an extractor cannot take: wrong shape or values outside the stated range."""
-
-
-def to_unit_range(images: jax.Array, value_range: tuple[float, float]) -> jax.Array:
-  """Maps images from value_range = (low, high) linearly to [0, 1]: (x - low) / (high - low)."""
-  low, high = (float(v) for v in value_range)
-  if not high > low:
-    raise InputError(f"value_range must be (low, high) with high > low, got {value_range}.")
-  return (images.astype(jnp.float32) - low) / (high - low)
 
 
 def check_value_range(
@@ -200,19 +196,59 @@ class InceptionExtractor(FeatureExtractor):
     }
 
 
+class RawExtractor(FeatureExtractor):
+  """No network: features = each example flattened ([B, *example_shape] -> [B, prod(shape)]), no
+  logits. Images are mapped from value_range to [0, 1] first; points (value_range None) are used as
+  they are, e.g. for mode coverage on the 2-D mixtures."""
+
+  name = "raw"
+  num_classes = 0
+
+  def __init__(self, example_shape: tuple[int, ...]):
+    super().__init__({}, "none")
+    self.example_shape = tuple(example_shape)
+    self.feature_dim = math.prod(self.example_shape)
+
+  def network_input(self, images, value_range):
+    if tuple(images.shape[1:]) != self.example_shape:
+      raise InputError(
+        f"The raw extractor was built for examples {self.example_shape}, got a batch "
+        f"{tuple(images.shape)}."
+      )
+    return images if value_range is None else to_unit_range(images, value_range)
+
+  def _forward(self, variables, network_input):
+    features = network_input.reshape(network_input.shape[0], -1).astype(jnp.float32)
+    return features, jnp.zeros((network_input.shape[0], 0), jnp.float32)
+
+  def description(self):
+    return {
+      "network": "none",
+      "features": f"the example {list(self.example_shape)} flattened",
+      "logits": "none",
+      "input": "images: value_range mapped to [0,1]; points: as they are",
+    }
+
+
 EXTRACTORS: Registry[Callable[..., FeatureExtractor]] = Registry("feature extractor")
 EXTRACTORS.register("mnist")(MnistExtractor.load)
 EXTRACTORS.register("inception")(InceptionExtractor.load)
+EXTRACTORS.register("raw")(RawExtractor)
 
 
-def extractor_from_config(name: str, eval_config: ml_collections.ConfigDict) -> FeatureExtractor:
-  """The extractor `name` with the weights the eval config names (eval.<name>_weights / _sha256)."""
+def extractor_from_config(
+  name: str, eval_config: ml_collections.ConfigDict, example_shape: tuple[int, ...]
+) -> FeatureExtractor:
+  """The extractor `name` with the weights the eval config names (eval.<name>_weights / _sha256);
+  example_shape: the shape of one sample ("raw" features are its entries)."""
   if name == "mnist":
     return EXTRACTORS.get(name)(
       eval_config.mnist_classifier_weights, eval_config.mnist_classifier_sha256
     )
   if name == "inception":
     return EXTRACTORS.get(name)(eval_config.inception_weights, eval_config.inception_sha256)
+  if name == "raw":
+    return EXTRACTORS.get(name)(example_shape)
   return EXTRACTORS.get(name)()
 
 

@@ -7,7 +7,8 @@ conversion, feature_samples and the extractor's full description (incl. its weig
 `protocol_sha256` = SHA-256 of that protocol as canonical JSON.
 
 Reference pixels are canonical whatever the family's preprocessing: uint8 / 255 in [0, 1] at the
-native size, no binarization or dequantization, so every family is compared with the same numbers.
+native size, no binarization or dequantization, so every family is compared with the same numbers
+(`canonical_data`). Points of the generated 2-D datasets are used as they are, drawn from seed 0.
 
 `get_reference` loads the file when it exists and its protocol hash equals the requested one; a file
 with another hash is an error naming the differences (never a silent recompute); a missing file is
@@ -29,7 +30,7 @@ import numpy as np
 from absl import logging
 
 from genjax import parallel
-from genjax.config import base_config
+from genjax.datasets import dataset_info
 from genjax.evaluation.extractors import FeatureExtractor
 from genjax.evaluation.streaming import FeatureAccumulator
 
@@ -61,16 +62,19 @@ def protocol_hash(protocol: dict[str, Any]) -> str:
 
 
 def reference_protocol(
-  dataset: str, split: str, num_examples: int, feature_samples: int, extractor: FeatureExtractor
+  data: ml_collections.ConfigDict,
+  eval_config: ml_collections.ConfigDict,
+  extractor: FeatureExtractor,
 ) -> dict[str, Any]:
-  """Everything the reference numbers depend on (hashed into protocol_sha256)."""
+  """Everything the reference numbers of data.name's eval.reference_split depend on (hashed into
+  protocol_sha256)."""
   return {
     "format": REFERENCE_FORMAT,
-    "dataset": dataset,
-    "split": split,
-    "num_examples": num_examples or "all",
+    "dataset": data.name,
+    "split": eval_config.reference_split,
+    "num_examples": eval_config.reference_num_examples or "all",
     "pixels": CANONICAL_PIXELS,
-    "feature_samples": feature_samples,
+    "feature_samples": eval_config.feature_samples,
     "extractor": extractor.describe(),
   }
 
@@ -148,73 +152,68 @@ def load_reference(
   return stats
 
 
-def reference_data_config(
-  dataset: str,
-  split: str,
-  num_examples: int,
-  manual_dir: str = "",
-  data_dir: str = "",
-  batch_size: int = 500,
-) -> ml_collections.ConfigDict:
-  """A config whose eval pipeline yields the canonical pixels of `split` (see the module doc)."""
-  config = base_config()
-  config.data.name = dataset
-  config.data.eval_split = split
-  config.data.manual_dir = manual_dir
-  config.data.data_dir = data_dir
-  config.eval.num_examples = num_examples
-  config.eval.batch_size = batch_size
-  return config
+def canonical_data(data: ml_collections.ConfigDict, split: str) -> ml_collections.ConfigDict:
+  """A copy of the data section whose eval pipeline yields the canonical pixels of `split` (see the
+  module doc): the same dataset, location and generated-dataset settings, no preprocessing."""
+  canonical = data.copy_and_resolve_references()
+  canonical.eval_split = split
+  canonical.value_range = (0.0, 1.0)
+  canonical.image_size = 0
+  canonical.dequantize = False
+  canonical.binarize = "none"
+  canonical.random_flip = False
+  return canonical
 
 
 def compute_reference(
   extractor: FeatureExtractor,
-  dataset: str,
-  split: str,
-  num_examples: int = 0,
-  feature_samples: int = 10_000,
-  manual_dir: str = "",
-  data_dir: str = "",
-  batch_size: int = 500,
+  data: ml_collections.ConfigDict,
+  eval_config: ml_collections.ConfigDict,
+  mesh: jax.sharding.Mesh,
 ) -> ReferenceStats:
-  """Streams the canonical pixels of the split through the extractor (sharded over the mesh)."""
+  """Streams the canonical pixels of data.name's eval.reference_split (its first
+  eval.reference_num_examples, 0: all) through the extractor, in global batches of eval.batch_size
+  sharded over the mesh; keeps the first eval.feature_samples features. Generated datasets draw
+  their points from seed 0 (points have no pixels: they are used as they are)."""
   from genjax.input_pipeline import eval_batches
 
-  config = reference_data_config(dataset, split, num_examples, manual_dir, data_dir, batch_size)
-  mesh = parallel.make_mesh()
+  ev = eval_config
+  canonical = canonical_data(data, ev.reference_split)
+  value_range = (0.0, 1.0) if dataset_info(canonical).is_image else None
   accumulator = FeatureAccumulator(
-    extractor, (0.0, 1.0), feature_samples, what=f"{dataset} {split} images"
+    extractor, value_range, ev.feature_samples, what=f"{data.name} {ev.reference_split} images"
   )
-  for local in eval_batches(config, parallel.local_batch_size(batch_size, "reference batch_size")):
+  batches = eval_batches(
+    canonical, parallel.local_batch_size(ev.batch_size, "eval.batch_size"),
+    num_examples=ev.reference_num_examples, data_seed=0, noise_seed=ev.seed,
+  )
+  for local in batches:
     batch = parallel.global_batch(mesh, {"x": local["x"], "mask": local["mask"]})
     accumulator.add(batch["x"], batch["mask"])
   summary = accumulator.result()
-  protocol = reference_protocol(dataset, split, num_examples, feature_samples, extractor)
+  protocol = reference_protocol(data, ev, extractor)
   return ReferenceStats(summary.count, summary.mean, summary.covariance, summary.features, protocol)
 
 
 def get_reference(
   extractor: FeatureExtractor,
-  dataset: str,
-  split: str,
-  num_examples: int,
-  feature_samples: int,
-  reference_dir: str | Path = "",
-  manual_dir: str = "",
-  data_dir: str = "",
-  batch_size: int = 500,
+  data: ml_collections.ConfigDict,
+  eval_config: ml_collections.ConfigDict,
+  mesh: jax.sharding.Mesh,
 ) -> tuple[ReferenceStats, Path]:
-  """The cached reference for this protocol, computed and written on first use; (stats, path)."""
-  path = reference_path(reference_dir, dataset, split, extractor.name)
-  expected = reference_protocol(dataset, split, num_examples, feature_samples, extractor)
+  """The reference of data.name's eval.reference_split for this extractor and protocol, loaded from
+  eval.reference_dir, or computed (see compute_reference) and written there on first use;
+  returns (stats, path)."""
+  split = eval_config.reference_split
+  path = reference_path(eval_config.reference_dir, data.name, split, extractor.name)
+  expected = reference_protocol(data, eval_config, extractor)
   if path.is_file():
     return load_reference(path, expected), path
   logging.info(
-    "Computing the %s reference statistics of %s/%s into %s.", extractor.name, dataset, split, path
+    "Computing the %s reference statistics of %s/%s into %s.", extractor.name, data.name, split,
+    path,
   )
-  stats = compute_reference(
-    extractor, dataset, split, num_examples, feature_samples, manual_dir, data_dir, batch_size
-  )
+  stats = compute_reference(extractor, data, eval_config, mesh)
   if jax.process_index() == 0:
     save_reference(path, stats)
   return stats, path

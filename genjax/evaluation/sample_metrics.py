@@ -1,13 +1,17 @@
 """Sample-based metrics of a family, as `--mode=eval` computes them, and their protocol.
 
 config.eval.sample_metrics lists names "<extractor>_<metric>" with extractor in EXTRACTORS ("mnist",
-"inception") and metric one of
-  fid   Frechet distance of the feature Gaussians              -> <ex>_fid
-  kid   unbiased cubic-kernel MMD^2 over disjoint subsets       -> <ex>_kid, <ex>_kid_se
-  is    Inception Score with eval.is_splits splits              -> <ex>_is, <ex>_is_std
-  prd   precision/recall (k=eval.prd_k), density/coverage (k=eval.dc_k)
-        -> <ex>_precision, <ex>_recall, <ex>_density, <ex>_coverage
-e.g. ("mnist_fid", "mnist_kid", "mnist_is", "mnist_prd").
+"inception", "raw") and metric in SAMPLE_METRICS:
+  fid    Frechet distance of the feature Gaussians              -> <ex>_fid
+  kid    unbiased cubic-kernel MMD^2 over disjoint subsets       -> <ex>_kid, <ex>_kid_se
+  is     Inception Score with eval.is_splits splits              -> <ex>_is, <ex>_is_std
+  prd    precision/recall (k=eval.prd_k), density/coverage (k=eval.dc_k)
+         -> <ex>_precision, <ex>_recall, <ex>_density, <ex>_coverage
+  modes  mode coverage of the dataset's Gaussian mixture (genjax.evaluation.mode_coverage)
+         -> <ex>_high_quality, <ex>_mode_distance, <ex>_modes_covered
+e.g. ("mnist_fid", "mnist_kid", "mnist_is", "mnist_prd"), or ("raw_modes",) on 8gaussians.
+A new metric is one SAMPLE_METRICS entry (a SampleMetric): the evaluator, scripts/evaluate.py and
+the protocol find everything about it there.
 
 eval.num_samples samples are drawn with the family's `sample(params, model_state, rng, num)` hook in
 batches of eval.sample_batch_size, batch i with rng fold_in(key(eval.sample_seed), i), the batch
@@ -17,7 +21,9 @@ sharded over the mesh's data axis; every extractor sees the same samples and kee
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +33,163 @@ import ml_collections
 
 import genjax
 from genjax import parallel
-from genjax.evaluation.extractors import EXTRACTORS, extractor_from_config
+from genjax.datasets import DatasetInfo
+from genjax.evaluation.extractors import EXTRACTORS, FeatureExtractor, extractor_from_config
 from genjax.evaluation.frechet import frechet_distance
 from genjax.evaluation.kid import kernel_inception_distance
+from genjax.evaluation.mode_coverage import mode_statistics
 from genjax.evaluation.prdc import precision_recall_density_coverage
-from genjax.evaluation.reference import (
-  ReferenceStats,
-  get_reference,
-  protocol_hash,
-)
+from genjax.evaluation.reference import ReferenceStats, get_reference, protocol_hash
 from genjax.evaluation.streaming import FeatureAccumulator, FeatureSummary
+from genjax.input_pipeline import example_shape
+from genjax.registry import Registry
 
-METRIC_KINDS = ("fid", "kid", "is", "prd")
 KID_SEED = 0  # the permutation that cuts the features into KID's disjoint subsets
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricContext:
+  """What a sample metric reads besides the summaries: the eval config section and the DatasetInfo
+  of the data the samples imitate."""
+
+  eval_config: ml_collections.ConfigDict
+  info: DatasetInfo
+
+
+def _applies_to_any_data(context: MetricContext) -> None:
+  del context
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleMetric:
+  """One SAMPLE_METRICS entry.
+
+  compute(fake, reference, context) -> {key: number}: from the samples' FeatureSummary and the
+    reference statistics (None unless needs_reference); reported as "<extractor>_<key>".
+  describe(context) -> how the numbers are made, for the protocol.
+  needs_reference: the reference statistics of eval.reference_split are loaded for it.
+  needs_logits: it needs the logits of all samples (FeatureAccumulator's `total`: Inception Score).
+  check(context): raises ValueError, when the evaluator is built, if the metric cannot apply.
+  """
+
+  compute: Callable[[FeatureSummary, ReferenceStats | None, MetricContext], dict[str, Any]]
+  describe: Callable[[MetricContext], str]
+  needs_reference: bool = True
+  needs_logits: bool = False
+  check: Callable[[MetricContext], None] = _applies_to_any_data
+
+
+# Metric names must not contain "_" (it separates the extractor from the metric).
+SAMPLE_METRICS: Registry[SampleMetric] = Registry("sample metric")
+
+
+def _fid(fake, reference, context):
+  return {"fid": frechet_distance(fake.mean, fake.covariance, reference.mean, reference.covariance)}
+
+
+SAMPLE_METRICS.register("fid")(
+  SampleMetric(
+    compute=_fid,
+    describe=lambda context: (
+      "squared Frechet distance of the feature Gaussians (unbiased covariances), float64"
+    ),
+  )
+)
+
+
+def _kid(fake, reference, context):
+  kid, standard_error, _ = kernel_inception_distance(
+    reference.features, fake.features, context.eval_config.kid_subset_size, KID_SEED
+  )
+  return {"kid": kid, "kid_se": standard_error}
+
+
+SAMPLE_METRICS.register("kid")(
+  SampleMetric(
+    compute=_kid,
+    describe=lambda context: (
+      f"mean and standard error over disjoint subsets of {context.eval_config.kid_subset_size} "
+      f"(permutation seed {KID_SEED}); kernel (x.y/D + 1)^3"
+    ),
+  )
+)
+
+
+def _inception_score(fake, reference, context):
+  score, spread = fake.inception_score
+  return {"is": score, "is_std": spread}
+
+
+SAMPLE_METRICS.register("is")(
+  SampleMetric(
+    compute=_inception_score,
+    describe=lambda context: (
+      f"Inception Score: {context.eval_config.is_splits} contiguous splits, mean and std"
+    ),
+    needs_reference=False,
+    needs_logits=True,
+  )
+)
+
+
+def _prd(fake, reference, context):
+  ev = context.eval_config
+  return precision_recall_density_coverage(reference.features, fake.features, ev.prd_k, ev.dc_k)
+
+
+SAMPLE_METRICS.register("prd")(
+  SampleMetric(
+    compute=_prd,
+    describe=lambda context: (
+      f"precision/recall k={context.eval_config.prd_k} (Kynkaanniemi 2019), "
+      f"density/coverage k={context.eval_config.dc_k} (Naeem 2020)"
+    ),
+  )
+)
+
+
+def _mode_coverage(fake, reference, context):
+  mixture = context.info.mixture
+  stats = mode_statistics(jnp.asarray(fake.features), mixture.modes, mixture.std)
+  return {
+    "high_quality": jnp.mean(stats["high_quality"]),
+    "mode_distance": jnp.mean(stats["mode_distance"]),
+    "modes_covered": stats["modes_covered"],
+  }
+
+
+def _describe_mode_coverage(context: MetricContext) -> str:
+  ev, mixture = context.eval_config, context.info.mixture
+  count, num_modes = min(ev.num_samples, ev.feature_samples), len(mixture.modes)
+  return (
+    f"over the first N = {count} samples and the dataset's K = {num_modes} mixture modes (std "
+    f"{mixture.std:g}): high_quality = fraction of samples within 3 std of their nearest mode, "
+    "mode_distance = mean distance to the nearest mode, modes_covered = modes that are nearest to "
+    "at least 0.2 N / K of the high-quality samples (PacGAN's rule)"
+  )
+
+
+def _check_mixture(context: MetricContext) -> None:
+  if context.info.mixture is None:
+    raise ValueError(
+      "Sample metric 'modes' (mode coverage) needs data drawn from a known Gaussian mixture "
+      "(DatasetInfo.mixture, e.g. data.name=8gaussians or 25gaussians); this dataset has none."
+    )
+  if context.eval_config.feature_samples <= 0:
+    raise ValueError(
+      "Sample metric 'modes' uses the kept sample features: eval.feature_samples must be positive, "
+      f"got {context.eval_config.feature_samples}."
+    )
+
+
+SAMPLE_METRICS.register("modes")(
+  SampleMetric(
+    compute=_mode_coverage,
+    describe=_describe_mode_coverage,
+    needs_reference=False,
+    check=_check_mixture,
+  )
+)
 
 
 def parse_sample_metrics(names) -> dict[str, list[str]]:
@@ -47,8 +197,8 @@ def parse_sample_metrics(names) -> dict[str, list[str]]:
   groups: dict[str, list[str]] = {}
   for name in names:
     extractor, _, kind = str(name).rpartition("_")
-    if extractor not in EXTRACTORS or kind not in METRIC_KINDS:
-      valid = ", ".join(f"{e}_{k}" for e in EXTRACTORS.names() for k in METRIC_KINDS)
+    if extractor not in EXTRACTORS or kind not in SAMPLE_METRICS:
+      valid = ", ".join(f"{e}_{k}" for e in EXTRACTORS.names() for k in SAMPLE_METRICS.names())
       raise ValueError(
         f"Unknown sample metric {name!r} in eval.sample_metrics. Valid names: {valid}."
       )
@@ -58,73 +208,96 @@ def parse_sample_metrics(names) -> dict[str, list[str]]:
   return groups
 
 
+def check_sample_metrics(
+  groups: dict[str, list[str]], extractors: dict[str, FeatureExtractor], context: MetricContext
+) -> None:
+  """Raises ValueError for a metric that cannot apply to the data (its entry's check) or that needs
+  logits from an extractor without any."""
+  for name, kinds in groups.items():
+    for kind in kinds:
+      metric = SAMPLE_METRICS.get(kind)
+      metric.check(context)
+      if metric.needs_logits and not extractors[name].num_classes:
+        raise ValueError(
+          f"Sample metric {name}_{kind} needs class logits, which the {name!r} extractor does not "
+          "give."
+        )
+
+
+def needs_reference(kinds: list[str]) -> bool:
+  return any(SAMPLE_METRICS.get(kind).needs_reference for kind in kinds)
+
+
+def needs_logits(kinds: list[str]) -> bool:
+  return any(SAMPLE_METRICS.get(kind).needs_logits for kind in kinds)
+
+
 def metrics_from_summaries(
   extractor_name: str,
   kinds: list[str],
   fake: FeatureSummary,
   reference: ReferenceStats | None,
-  eval_config: ml_collections.ConfigDict,
+  context: MetricContext,
 ) -> dict[str, float]:
-  """The numbers of `kinds` for one extractor, keyed "<extractor>_<name>"."""
-  results: dict[str, float] = {}
-  if "fid" in kinds:
-    results["fid"] = frechet_distance(
-      fake.mean, fake.covariance, reference.mean, reference.covariance
-    )
-  if "kid" in kinds:
-    results["kid"], results["kid_se"], _ = kernel_inception_distance(
-      reference.features, fake.features, eval_config.kid_subset_size, KID_SEED
-    )
-  if "is" in kinds:
-    results["is"], results["is_std"] = fake.inception_score
-  if "prd" in kinds:
-    results.update(
-      precision_recall_density_coverage(
-        reference.features, fake.features, eval_config.prd_k, eval_config.dc_k
-      )
-    )
+  """The numbers of `kinds` for one extractor, keyed "<extractor>_<key>"."""
+  results: dict[str, Any] = {}
+  for kind in kinds:
+    results.update(SAMPLE_METRICS.get(kind).compute(fake, reference, context))
   return {f"{extractor_name}_{key}": float(value) for key, value in results.items()}
 
 
-class SampleMetricsEvaluator:
-  """eval.sample_metrics of one experiment, built once (as big_vision's evaluators): the feature
-  extractors and the reference statistics are loaded at construction, `run` computes the metrics
-  of a sample function's samples, and `protocol` describes how. It never sees the trainer.
+def metric_definitions(groups: dict[str, list[str]], context: MetricContext) -> dict[str, str]:
+  """{metric: its description} of every metric in `groups`, for the protocol."""
+  kinds = dict.fromkeys(kind for group in groups.values() for kind in group)
+  return {kind: SAMPLE_METRICS.get(kind).describe(context) for kind in kinds}
 
-  config: the experiment's config; mesh: the device mesh the samples are sharded over.
+
+class SampleMetricsEvaluator:
+  """eval.sample_metrics of one experiment, built once (as big_vision's evaluators): the metrics are
+  checked against the data, the feature extractors and the reference statistics are loaded at
+  construction, `run` computes the metrics of a sample function's samples, and `protocol` describes
+  how. It never sees the trainer.
+
+  config: the experiment's config; info: its dataset's DatasetInfo; mesh: the device mesh the
+  samples are sharded over.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-    self.config, self.mesh = config, mesh
+  def __init__(
+    self, config: ml_collections.ConfigDict, info: DatasetInfo, mesh: jax.sharding.Mesh
+  ):
+    self.config, self.info, self.mesh = config, info, mesh
     ev = config.eval
     self.groups = parse_sample_metrics(ev.sample_metrics)
+    self.context = MetricContext(ev, info)
     if self.groups and ev.num_samples <= 0:
-      raise ValueError(f"eval.num_samples must be positive for sample metrics, got {ev.num_samples}.")
+      raise ValueError(
+        f"eval.num_samples must be positive for sample metrics, got {ev.num_samples}."
+      )
     if self.groups:
       parallel.local_batch_size(ev.sample_batch_size, "eval.sample_batch_size")
-    self.extractors = {name: extractor_from_config(name, ev) for name in self.groups}
+    # Samples of point data are compared as they are: points have no value range.
+    self.value_range = tuple(config.data.value_range) if info.is_image else None
+    shape = example_shape(config.data, info)
+    self.extractors = {name: extractor_from_config(name, ev, shape) for name in self.groups}
+    check_sample_metrics(self.groups, self.extractors, self.context)
     self.references: dict[str, tuple[ReferenceStats, Path]] = {
-      name: get_reference(
-        self.extractors[name], config.data.name, ev.reference_split, ev.reference_num_examples,
-        ev.feature_samples, ev.reference_dir, config.data.manual_dir, config.data.data_dir,
-        ev.batch_size,
-      )
+      name: get_reference(self.extractors[name], config.data, ev, mesh)
       for name, kinds in self.groups.items()
-      if set(kinds) - {"is"}
+      if needs_reference(kinds)
     }
 
   def run(self, sample_fn, params, model_state) -> dict[str, float]:
     """Draws eval.num_samples samples with sample_fn(params, model_state, rng, num) -> [num, ...]
     in data.value_range (batch i with rng fold_in(key(eval.sample_seed), i)) and returns
-    {"<extractor>_<metric>": value}; {} when eval.sample_metrics is empty."""
+    {"<extractor>_<key>": value}; {} when eval.sample_metrics is empty."""
     if not self.groups:
       return {}
     config, ev = self.config, self.config.eval
     batch_size = ev.sample_batch_size
     accumulators = {
       name: FeatureAccumulator(
-        self.extractors[name], config.data.value_range, ev.feature_samples,
-        total=ev.num_samples if "is" in kinds else 0, num_splits=ev.is_splits,
+        self.extractors[name], self.value_range, ev.feature_samples,
+        total=ev.num_samples if needs_logits(kinds) else 0, num_splits=ev.is_splits,
         what=f"{config.family} samples",
       )
       for name, kinds in self.groups.items()
@@ -139,11 +312,13 @@ class SampleMetricsEvaluator:
     results = {}
     for name, kinds in self.groups.items():
       reference = self.references[name][0] if name in self.references else None
-      results.update(metrics_from_summaries(name, kinds, accumulators[name].result(), reference, ev))
+      summary = accumulators[name].result()
+      results.update(metrics_from_summaries(name, kinds, summary, reference, self.context))
     return results
 
   def protocol(self) -> dict[str, Any]:
-    """How the sample metrics are made: counts, seeds, sampler, reference and extractor ids."""
+    """How the sample metrics are made: counts, seeds, sampler, the definition of each metric,
+    reference and extractor ids."""
     config, ev = self.config, self.config.eval
     extractors = {}
     for name, kinds in self.groups.items():
@@ -166,17 +341,13 @@ class SampleMetricsEvaluator:
       "sample_batch_size": ev.sample_batch_size,
       "sample_seeds": f"batch i uses jax.random.fold_in(jax.random.key({ev.sample_seed}), i)",
       "parameters": "EMA" if ev.use_ema else "raw",
-      "value_range": list(config.data.value_range),
+      "value_range": list(self.value_range) if self.value_range else None,
       "image_size": config.data.image_size or "native",
       "sampling": config.sampling.to_dict(),
       "reference_split": ev.reference_split,
-      "feature_samples": f"the first {ev.feature_samples} samples / reference examples (KID, PRD)",
-      "kid": f"mean and standard error over disjoint subsets of {ev.kid_subset_size} "
-      f"(permutation seed {KID_SEED}); kernel (x.y/D + 1)^3",
-      "inception_score": f"{ev.is_splits} contiguous splits, mean and std",
-      "prd": f"precision/recall k={ev.prd_k} (Kynkaanniemi 2019), density/coverage k={ev.dc_k} "
-      "(Naeem 2020)",
-      "fid": "squared Frechet distance of the feature Gaussians (unbiased covariances), float64",
+      "feature_samples": f"the first {ev.feature_samples} samples / reference examples are kept as "
+      "feature vectors (for the metrics on samples rather than moments)",
+      "metric_definitions": metric_definitions(self.groups, self.context),
       "extractors": extractors,
       "genjax_version": genjax.__version__,
     }

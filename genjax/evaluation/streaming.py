@@ -47,20 +47,21 @@ class FeatureSummary:
 class FeatureAccumulator:
   """Feeds batches of images in value_range through `extractor` and accumulates their statistics.
 
+  value_range: (low, high) of the images, checked on every batch; None for points, which have none.
   total: the number of images that will be added (fixes the Inception Score splits; 0 skips IS).
   """
 
   def __init__(
     self,
     extractor: FeatureExtractor,
-    value_range: tuple[float, float],
+    value_range: tuple[float, float] | None,
     keep_features: int,
     total: int = 0,
     num_splits: int = 10,
     what: str = "images",
   ):
     self.extractor = extractor
-    self.value_range = tuple(float(v) for v in value_range)
+    self.value_range = None if value_range is None else tuple(float(v) for v in value_range)
     self.keep_features = keep_features
     self.total = total
     self.what = what
@@ -74,14 +75,15 @@ class FeatureAccumulator:
     self._step = jax.jit(functools.partial(_accumulate, extractor, self.value_range, total))
 
   def add(self, images, mask=None) -> None:
-    """Adds images [B, H, W, C]; mask [B] (1 = real row, 0 = padding), all ones by default."""
+    """Adds images [B, H, W, C] (or points [B, D]); mask [B] (1 = real row, 0 = padding), all ones
+    by default."""
     batch = images.shape[0]
     mask = jnp.ones((batch,), jnp.float32) if mask is None else mask
     self.sums, features, low, high, count = self._step(
       self.extractor.variables, self.sums, images, mask, jnp.int32(self.num_seen)
     )
     low, high, count = (float(v) for v in jax.device_get((low, high, count)))
-    if count:
+    if count and self.value_range is not None:
       check_value_range(low, high, self.value_range, self.what)
     if self.num_kept < self.keep_features:
       features, mask = parallel.to_host((features, mask))

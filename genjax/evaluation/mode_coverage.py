@@ -1,4 +1,4 @@
-"""Mode coverage of 2-D mixtures (the metric of Metz et al. 2017 and Srivastava et al. 2017).
+"""Mode coverage of Gaussian mixtures (the metric of Metz et al. 2017 and Srivastava et al. 2017).
 
 A generated point is high quality when it lies within 3 standard deviations of its nearest mode;
 a mode is covered when it receives at least `min_fraction` of the high-quality points a perfect
@@ -12,24 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax.datasets import ring_modes
-
-
-def known_mixture(name: str) -> tuple[np.ndarray, float] | None:
-  """(modes [K, 2], per-mode std) of the generated mixtures in genjax.datasets, else None."""
-  if name == "8gaussians":
-    return ring_modes(8, 2.0), 0.02
-  if name == "25gaussians":
-    grid = np.stack(np.meshgrid(np.arange(-2, 3), np.arange(-2, 3)), -1).reshape(-1, 2)
-    return grid.astype(np.float64), 0.05
-  return None
-
 
 def mode_statistics(
-  points: jax.Array, modes: jax.Array, std: float, min_fraction: float = 0.2
-) -> dict:
-  """points [N, 2], modes [K, 2] -> {"high_quality" [N] in {0, 1}, "mode_distance" [N],
-  "modes_covered" scalar count of covered modes}."""
+  points: jax.Array, modes: jax.Array | np.ndarray, std: float, min_fraction: float = 0.2
+) -> dict[str, jax.Array]:
+  """points [N, D], modes [K, D] -> {"high_quality" [N] in {0, 1}, "mode_distance" [N] (Euclidean
+  distance to the nearest mode), "modes_covered" scalar count of covered modes}, in points.dtype."""
   modes = jnp.asarray(modes, points.dtype)
   distances = jnp.linalg.norm(points[:, None, :] - modes[None], axis=-1)  # [N, K]
   nearest = jnp.argmin(distances, axis=1)
