@@ -1,14 +1,18 @@
 """genjax.models.conv: its convolutions (hand-written kernel gradient at stride 1, space-to-depth
-im2col when strided) must equal lax's in value, gradient, forward mode (JVPs) and derivatives of
-derivatives (the gradient penalty's gradient of an input-gradient norm, and the other orders of
-nesting jvp, grad and vmap)."""
+im2col when strided, matmuls for the transposed convolution) must equal lax's in value, gradient,
+forward mode (JVPs) and derivatives of derivatives (the gradient penalty's gradient of an
+input-gradient norm, and the other orders of nesting jvp, grad and vmap); on CPU the matmul
+formulations are chosen, and forcing lax's (the GPU/TPU path) gives the same numbers."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.models.conv import Conv, conv_general_dilated
+from genjax.gan.regularizers import gradient_penalty, r1_penalty
+from genjax.models import conv
+from genjax.models.conv import Conv, conv_general_dilated, transposed_conv_4x4
+from genjax.models.gan import DCGANDiscriminator, DCGANGenerator
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -187,3 +191,91 @@ def test_stride_one_kernel_gradient_is_per_tap_matmuls_without_stored_windows():
   memory = lowered.compile().memory_analysis().temp_size_in_bytes
   lax_memory = reference.compile().memory_analysis().temp_size_in_bytes
   assert memory <= 2 * lax_memory, (memory, lax_memory)
+
+
+def _force_lax(monkeypatch) -> None:
+  """Makes the GPU/TPU decision (lax's own convolutions) on any backend."""
+  monkeypatch.setattr(conv, "uses_matmul_formulations", lambda: False)
+
+
+def _convolutions(fn, *args) -> int:
+  return jax.jit(fn).lower(*args).as_text().count("stablehlo.convolution")
+
+
+def test_cpu_chooses_the_matmul_formulations():
+  """The strided 4x4 convolution differentiated twice is im2col and the transposed convolution is
+  matmuls: no convolution op left. Differentiated once, the strided one stays lax's."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("GPU/TPU keep lax's convolutions")
+  assert conv.uses_matmul_formulations()
+  x = jnp.ones((2, 8, 8, 3))
+  strided = lambda x, twice: conv_general_dilated(
+    x, jnp.ones((4, 4, 3, 5)), (2, 2), "SAME", dimension_numbers=NHWC, differentiated_twice=twice
+  )
+  assert _convolutions(lambda x: strided(x, True), x) == 0
+  assert _convolutions(lambda x: strided(x, False), x) == 1
+  assert _convolutions(lambda x: transposed_conv_4x4(x, jnp.ones((4, 4, 3, 5))), x) == 0
+
+
+def test_forcing_lax_gives_lax_convolutions(monkeypatch):
+  _force_lax(monkeypatch)
+  x = jnp.ones((2, 8, 8, 3))
+  strided = lambda x: conv_general_dilated(
+    x, jnp.ones((4, 4, 3, 5)), (2, 2), "SAME", dimension_numbers=NHWC
+  )
+  assert _convolutions(strided, x) == 1
+  assert _convolutions(lambda x: transposed_conv_4x4(x, jnp.ones((4, 4, 3, 5))), x) == 1
+
+
+def _transposed_conv_value_and_grads(x, kernel):
+  loss = lambda x, kernel: jnp.sum(jnp.sin(transposed_conv_4x4(x, kernel)))
+  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, kernel)
+
+
+def test_transposed_conv_equals_lax_in_value_and_gradients(monkeypatch):
+  x = jax.random.normal(jax.random.key(6), (3, 5, 4, 2))
+  kernel = 0.3 * jax.random.normal(jax.random.key(7), (4, 4, 2, 3))
+  assert transposed_conv_4x4(x, kernel).shape == (3, 10, 8, 3)
+  matmuls = _transposed_conv_value_and_grads(x, kernel)
+  _force_lax(monkeypatch)
+  lax = _transposed_conv_value_and_grads(x, kernel)
+  for leaf, expected in zip(jax.tree.leaves(matmuls), jax.tree.leaves(lax), strict=True):
+    np.testing.assert_allclose(
+      leaf, expected, rtol=1e-5, atol=1e-5 * float(jnp.abs(expected).max())
+    )
+
+
+def _regularized_dcgan_step(regularizer: str):
+  """The loss and parameter gradients of a tiny DCGAN pair under WGAN-GP's gradient penalty or
+  R1 (no batch norm in D: its examples must not interact)."""
+  generator = DCGANGenerator((8, 4), (8, 8, 1))
+  critic = DCGANDiscriminator((4, 8), norm="none", differentiated_twice=True)
+  keys = jax.random.split(jax.random.key(8), 5)
+  z = jax.random.normal(keys[0], (4, 6))
+  real = jnp.tanh(jax.random.normal(keys[1], (4, 8, 8, 1)))
+  g_params = generator.init(keys[2], z)["params"]
+  d_params = critic.init(keys[3], real)["params"]
+
+  def loss(params):
+    g_params, d_params = params
+    fake, _ = generator.apply({"params": g_params}, z, mutable=["batch_stats"])
+    d = lambda x: critic.apply({"params": d_params}, x)
+    if regularizer == "gradient_penalty":
+      eps = jax.random.uniform(keys[4], (4,))
+      return jnp.mean(d(fake)) - jnp.mean(d(real)) + 10.0 * gradient_penalty(d, real, fake, eps)
+    return jnp.mean(jax.nn.softplus(-d(real))) + 5.0 * r1_penalty(d, real) + jnp.mean(d(fake))
+
+  return jax.jit(jax.value_and_grad(loss))((g_params, d_params))
+
+
+@pytest.mark.parametrize("regularizer", ["gradient_penalty", "r1"])
+def test_regularized_dcgan_step_equals_lax(monkeypatch, regularizer):
+  """WGAN-GP and R1 differentiate D's input gradient through the im2col convolutions and G's
+  matmul transposed convolutions: the same loss and gradients as with lax's convolutions."""
+  matmuls = _regularized_dcgan_step(regularizer)
+  _force_lax(monkeypatch)
+  lax = _regularized_dcgan_step(regularizer)
+  for leaf, expected in zip(jax.tree.leaves(matmuls), jax.tree.leaves(lax), strict=True):
+    np.testing.assert_allclose(
+      leaf, expected, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected).max())
+    )

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genjax.diffusion.processes import DDPM, Process
+from genjax.diffusion.processes import DDPM, Process, broadcast_per_example
 from genjax.diffusion.samplers import EpsFn, ode_solve, probability_flow_drift
 from genjax.distributions import discretized_gaussian_log_prob
 
@@ -145,9 +145,6 @@ class DDPMBound:
     self.posterior_log_var = as32(np.log(np.append(posterior_variance[1], posterior_variance[1:])))
     self.model_log_var = as32(np.log(variance))
 
-  def _expand(self, values, x):
-    return values.reshape(values.shape + (1,) * (x.ndim - 1))
-
   def prior_term(self, x0: jax.Array) -> jax.Array:
     """KL(q(x_N | x_0) || N(0, I)), [B]."""
     last = self.process.num_timesteps - 1
@@ -156,20 +153,20 @@ class DDPMBound:
 
   def term(self, eps_fn: EpsFn, x0: jax.Array, t: jax.Array, rng: jax.Array) -> jax.Array:
     """L_t for indices t [B] >= 1 (KL term) or t = 0 (-log p(x_0 | x_1) decoder), [B]."""
-    alpha, sigma = (self._expand(v, x0) for v in self.process.marginal(t))
+    alpha, sigma = (broadcast_per_example(v, x0) for v in self.process.marginal(t))
     xt = alpha * x0 + sigma * jax.random.normal(rng, x0.shape)
     x0_hat = jnp.clip((xt - sigma * eps_fn(xt, t)) / alpha, -1.0, 1.0)
-    coef_x0, coef_xt = self._expand(self.coef_x0[t], x0), self._expand(self.coef_xt[t], x0)
+    coef_x0, coef_xt = (broadcast_per_example(c[t], x0) for c in (self.coef_x0, self.coef_xt))
     model_mean = coef_x0 * x0_hat + coef_xt * xt
-    model_log_var = self._expand(self.model_log_var[t], x0)
+    model_log_var = broadcast_per_example(self.model_log_var[t], x0)
     kl = _normal_kl(
       coef_x0 * x0 + coef_xt * xt,
-      self._expand(self.posterior_log_var[t], x0),
+      broadcast_per_example(self.posterior_log_var[t], x0),
       model_mean,
       model_log_var,
     )
     decoder = -discretized_gaussian_log_prob(x0, model_mean, 0.5 * model_log_var, (-1.0, 1.0))
-    return _per_example_sum(jnp.where(self._expand(t, x0) == 0, decoder, kl))
+    return _per_example_sum(jnp.where(broadcast_per_example(t, x0) == 0, decoder, kl))
 
   def total(
     self, eps_fn: EpsFn, x0: jax.Array, rng: jax.Array, num_timesteps: int

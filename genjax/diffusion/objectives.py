@@ -27,17 +27,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genjax.diffusion.processes import EDM, Process
+from genjax.diffusion.processes import EDM, Process, broadcast_per_example
 
 OBJECTIVES = ("eps", "v", "dsm", "edm")
 NetworkFn = Callable[
   [jax.Array, jax.Array], jax.Array
 ]  # (network input [B, ...], c_noise [B]) -> output
-
-
-def _expand(values: jax.Array, like: jax.Array) -> jax.Array:
-  """[B] -> [B, 1, ..., 1] broadcastable against `like`."""
-  return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
 
 def check_objective(process: Process, config: ml_collections.ConfigDict) -> None:
@@ -88,15 +83,15 @@ class Denoiser:
     """The network's output at (x_t, t), its input preconditioned for edm; t [B]."""
     if self.objective == "edm":
       _, _, c_in = self._edm_scalings(t)
-      return network(x * _expand(c_in, x), self.process.network_time(t))
+      return network(x * broadcast_per_example(c_in, x), self.process.network_time(t))
     return network(x, self.process.network_time(t))
 
   def eps_from_raw(self, raw: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
-    alpha, sigma = (_expand(v, x) for v in self.process.marginal(t))
+    alpha, sigma = (broadcast_per_example(v, x) for v in self.process.marginal(t))
     if self.objective == "v":
       return sigma * x + alpha * raw
     if self.objective == "edm":
-      c_skip, c_out, _ = (_expand(v, x) for v in self._edm_scalings(t))
+      c_skip, c_out, _ = (broadcast_per_example(v, x) for v in self._edm_scalings(t))
       denoised = c_skip * x + c_out * raw
       return (x - denoised) / sigma
     return raw
@@ -138,13 +133,13 @@ def per_example_loss(
   if t is None:
     t = sample_times(process, config, time_rng, x0.shape[0])
   noise = jax.random.normal(noise_rng, x0.shape, x0.dtype)
-  alpha, sigma = (_expand(v, x0) for v in process.marginal(t))
+  alpha, sigma = (broadcast_per_example(v, x0) for v in process.marginal(t))
   xt = alpha * x0 + sigma * noise
   raw = denoiser.raw(network, xt, t)
   if config.objective == "v":
     return _reduce((raw - (alpha * noise - sigma * x0)) ** 2, config.reduce)
   if config.objective == "edm":
-    c_skip, c_out, _ = (_expand(v, x0) for v in denoiser._edm_scalings(t))
+    c_skip, c_out, _ = (broadcast_per_example(v, x0) for v in denoiser._edm_scalings(t))
     weight = (sigma**2 + denoiser.sigma_data**2) / (sigma * denoiser.sigma_data) ** 2
     return _reduce(weight * (c_skip * xt + c_out * raw - x0) ** 2, config.reduce)
   squared = _reduce((raw - noise) ** 2, config.reduce)

@@ -27,6 +27,11 @@ from genjax.registry import Registry
 PROCESSES: Registry[type[Process]] = Registry("diffusion process")
 
 
+def broadcast_per_example(values: jax.Array, x: jax.Array) -> jax.Array:
+  """Per-example values [B] (or a scalar) as [B, 1, ..., 1], broadcastable against x [B, ...]."""
+  return jnp.reshape(values, jnp.shape(values) + (1,) * (x.ndim - jnp.ndim(values)))
+
+
 class Process:
   """The interface; subclasses define `marginal` (and `t_from_lambda` when continuous)."""
 

@@ -32,17 +32,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genjax.diffusion.processes import Process
+from genjax.diffusion.processes import Process, broadcast_per_example
 from genjax.registry import Registry
 
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 Sampler = Callable[[EpsFn, jax.Array, tuple], jax.Array]
 SAMPLERS: Registry[Callable[[Process, ml_collections.ConfigDict], Sampler]] = Registry("sampler")
 CONTINUOUS_ONLY = ("pc", "ode", "heun")
-
-
-def _expand(values: jax.Array, like: jax.Array) -> jax.Array:
-  return jnp.reshape(values, jnp.shape(values) + (1,) * (like.ndim - jnp.ndim(values)))
 
 
 def _batch_time(t: jax.Array, x: jax.Array) -> jax.Array:
@@ -64,7 +60,7 @@ def clipped_eps(process: Process, eps_fn: EpsFn, low: float, high: float) -> Eps
 
   def eps(x: jax.Array, t: jax.Array) -> jax.Array:
     eps_hat = eps_fn(x, t)
-    alpha, sigma = (_expand(v, x) for v in process.marginal(t))
+    alpha, sigma = (broadcast_per_example(v, x) for v in process.marginal(t))
     x0 = jnp.clip((x - sigma * eps_hat) / alpha, low, high)
     return (x - alpha * x0) / sigma
 

@@ -1,9 +1,13 @@
-"""A 2-D convolution whose gradients are fast on XLA:CPU.
+"""Every backend decision about convolutions: lax's own ops on GPU/TPU, matmuls on XLA:CPU.
 
-XLA:CPU runs the gradients of a convolution at a fraction of the machine's matmul rate.
-`conv_general_dilated` below has lax's signature and values, and on the CPU backend it computes
-NHWC convolutions without dilation or groups in one of two ways whose kernel gradients are
-matmuls, differentiable in forward and reverse mode to any order:
+`uses_matmul_formulations()` makes the decision when a layer is traced: True on XLA:CPU
+(jax.default_backend() == "cpu"), whose convolution gradients run at a fraction of the machine's
+matmul rate; False on GPU and TPU, where cuDNN and the TPU compiler run lax's convolutions well.
+Nothing outside this module chooses a convolution formulation.
+
+On CPU, `conv_general_dilated` (lax's signature and values) computes NHWC convolutions without
+dilation or groups in one of two ways whose kernel gradients are matmuls, differentiable in
+forward and reverse mode to any order:
 
 - stride 1 (`_conv`): lax's convolution with a custom JVP,
     d conv(x, w) = conv(dx, w) + conv(x, dw),
@@ -15,18 +19,17 @@ matmuls, differentiable in forward and reverse mode to any order:
   transpose of the transpose). Forward mode (jax.jvp, e.g. the probability-flow ODE's
   divergence, which perturbs the input) is lax's convolution of dx; a kernel tangent costs the
   per-tap matmuls.
-  XLA:CPU's own kernel gradient of a 3x3 convolution of a [64, 32, 32, 128] batch to 128 channels
-  takes about 3.3x the forward pass. Measured on the 2-core CPU (fwd + bwd, batch 64, 3x3): 1.4x
-  faster at 32x32x128 -> 128 and 1.2x at 32x32x64 -> 64.
-- stride > 1, kernel a multiple of the stride: im2col after a space-to-depth (`_im2col_conv`),
-  one matmul of the stacked patches with w.reshape(kh kw C, O). The patches take kh kw / (sh sw)
-  times the input's memory (4x for the 4x4 stride-2 convolutions of DCGAN). The critic gradient
-  of wgan_gp_mnist with its gradient penalty (second-order gradients), batch 64, takes 122 ms
-  this way and 535 ms with lax's convolutions on the 2-core CPU. First-order gradients gain
-  nothing: XLA:CPU's strided convolutions are as fast there. Other strided convolutions go to lax.
+- stride > 1, kernel a multiple of the stride, and the kernel gradient itself differentiated
+  (differentiated_twice, e.g. a gradient penalty or R1): im2col after a space-to-depth
+  (`_im2col_conv`), one matmul of the stacked patches with w.reshape(kh kw C, O). The patches
+  take kh kw / (sh sw) times the input's memory (4x for the 4x4 stride-2 convolutions of DCGAN).
+  First-order gradients do not gain from it (lax's strided convolutions are faster there), so
+  strided convolutions differentiated only once go to lax, as do all other strided ones.
 
-GPU/TPU keep lax's convolution (cuDNN and the TPU compiler handle it well). `Conv` is flax's
-nn.Conv using it; the parameters are unchanged.
+`Conv` is flax's nn.Conv using `conv_general_dilated`; the parameters are unchanged.
+`transposed_conv_4x4` is PyTorch's ConvTranspose2d(4, 2, 1): on CPU four matmuls and an
+overlap-add (`_by_patch_matmul`), whose gradients are matmuls, pads and slices too, as XLA:CPU's
+gradient of a transposed convolution is slow; elsewhere lax.conv_transpose.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ from jax.custom_derivatives import SymbolicZero
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 _IMAGES_PER_CHUNK = 4  # measured fastest at 32x32x128 on a 2-core CPU (vs 1, 16 or the whole batch)
+
+
+def uses_matmul_formulations() -> bool:
+  """The backend decision, made when a layer is traced: matmul formulations on XLA:CPU only."""
+  return jax.default_backend() == "cpu"
 
 
 def _lax_conv(x, w, strides, pads):
@@ -128,12 +136,17 @@ def conv_general_dilated(
   batch_group_count: int = 1,
   precision=None,
   preferred_element_type=None,
+  *,
+  differentiated_twice: bool = True,
 ) -> jax.Array:
-  """lax.conv_general_dilated's signature. On CPU, 2-D NHWC/HWIO convolutions without dilation
-  or groups get the fast kernel gradient (stride 1) or im2col (strides dividing the kernel);
-  everything else goes to lax unchanged."""
+  """lax.conv_general_dilated's signature. With the matmul formulations (CPU), 2-D NHWC/HWIO
+  convolutions without dilation or groups get the fast kernel gradient (stride 1) or, when
+  differentiated_twice says their kernel gradient is differentiated again, im2col (strides
+  dividing the kernel); everything else goes to lax unchanged."""
+  strides_one = all(int(stride) == 1 for stride in window_strides)
   plain = (
-    jax.default_backend() == "cpu"
+    uses_matmul_formulations()
+    and (strides_one or differentiated_twice)
     and lhs.ndim == 4
     and all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
     and feature_group_count == 1
@@ -153,7 +166,7 @@ def conv_general_dilated(
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   pads = tuple((int(low), int(high)) for low, high in padding)
   strides = tuple(int(s) for s in window_strides)
-  if strides == (1, 1):
+  if strides_one:
     return _conv(lhs, rhs, strides, pads)
   return _im2col_conv(lhs, rhs, strides, pads)
 
@@ -202,4 +215,40 @@ def _is_nhwc(dimension_numbers, lhs_shape, rhs_shape) -> bool:
   return given == expected
 
 
-Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
+def transposed_conv_4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Up-sampling by 2, PyTorch's ConvTranspose2d(4, 2, 1): x [B, H, W, C_in] and kernel
+  [4, 4, C_in, F] -> [B, 2H, 2W, F] with, per spatial axis,
+    out[2i + k - 1] += x[i] w[k].
+  Matmuls on CPU (`_by_patch_matmul`); elsewhere lax's transposed convolution, which correlates
+  the 2x-dilated input, padded by 2, with the spatially flipped kernel."""
+  if uses_matmul_formulations():
+    return _by_patch_matmul(x, kernel)
+  return jax.lax.conv_transpose(
+    x, kernel[::-1, ::-1], (2, 2), ((2, 2), (2, 2)), dimension_numbers=_NHWC
+  )
+
+
+def _by_patch_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Kernel tap k = 2 h + a (h, a in {0, 1}) sends x[r] to row 2 (r + h) + a of the uncropped
+  output [2H + 2]: with the output in 2x2 blocks, x @ w[h, :, g, :] [C_in, (a, b, F)] lands on
+  block (r + h, s + g). Four matmuls, four shifted adds, one depth-to-space; the padding of 1
+  crops one row and column on each side."""
+  batch, height, width, channels = x.shape
+  features = kernel.shape[-1]
+  taps = kernel.reshape(2, 2, 2, 2, channels, features)  # [h, a, g, b, C_in, F]
+  blocks = jnp.zeros((batch, height + 1, width + 1, 2, 2, features), x.dtype)
+  for h in (0, 1):
+    for g in (0, 1):
+      weights = taps[h, :, g].transpose(2, 0, 1, 3).reshape(channels, 4 * features)
+      patch = jnp.einsum("bhwc,ck->bhwk", x, weights).reshape(batch, height, width, 2, 2, features)
+      blocks = blocks + jnp.pad(patch, ((0, 0), (h, 1 - h), (g, 1 - g), (0, 0), (0, 0), (0, 0)))
+  full = blocks.transpose(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height + 2, 2 * width + 2, features)
+  return full[:, 1 : 2 * height + 1, 1 : 2 * width + 1]
+
+
+def Conv(*args, differentiated_twice: bool = True, **kwargs) -> nn.Conv:
+  """flax's nn.Conv (same arguments and parameters) computed by `conv_general_dilated`.
+  differentiated_twice=False promises that the kernel gradient is not differentiated again
+  (no gradient penalty), which keeps lax's strided convolutions."""
+  convolution = functools.partial(conv_general_dilated, differentiated_twice=differentiated_twice)
+  return nn.Conv(*args, conv_general_dilated=convolution, **kwargs)

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genjax.models.conv import Conv
+from genjax.models.conv import Conv, transposed_conv_4x4
 from genjax.models.spectral_norm import spectral_normalized
 from genjax.registry import Registry
 
@@ -114,11 +114,7 @@ class TransposedConv4x4(nn.Module):
   """Up-sampling by 2: x [B, H, W, C_in] -> [B, 2H, 2W, features], the transposed convolution with
   a 4x4 kernel, stride 2 and padding 1 of DCGAN (PyTorch ConvTranspose2d(4, 2, 1)):
     out[2j + a] = sum of x[i] w[k] over 2i + k - 1 = 2j + a,   per spatial axis.
-  kernel [4, 4, C_in, features]. Computed as four matmuls and an overlap-add (`_by_patch_matmul`),
-  whose gradients are matmuls, pads and slices too. On the 2-core CPU, forward and backward at
-  batch 64 take 8.9 ms (4x4x256 -> 128), 12 ms (8x8x128 -> 64) and 4.9 ms (16x16x64 -> 1),
-  against 16, 28 and 29 ms for four 2x2 stride-1 lax convolutions, one per output phase; XLA:CPU's
-  gradient of lax.conv_transpose is slower still."""
+  kernel [4, 4, C_in, features], computed by genjax.models.conv.transposed_conv_4x4."""
 
   features: int
   use_bias: bool = True
@@ -127,28 +123,10 @@ class TransposedConv4x4(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", self.kernel_init, (4, 4, x.shape[-1], self.features))
-    out = _by_patch_matmul(x, kernel)
+    out = transposed_conv_4x4(x, kernel)
     if self.use_bias:
       out = out + self.param("bias", nn.initializers.zeros, (self.features,))
     return out
-
-
-def _by_patch_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Kernel tap k = 2 h + a (h, a in {0, 1}) sends x[r] to row 2 (r + h) + a of the uncropped
-  output [2H + 2]: with the output in 2x2 blocks, x @ w[h, :, g, :] [C_in, (a, b, F)] lands on
-  block (r + h, s + g). Four matmuls, four shifted adds, one depth-to-space; the padding of 1
-  crops one row and column on each side."""
-  batch, height, width, channels = x.shape
-  features = kernel.shape[-1]
-  taps = kernel.reshape(2, 2, 2, 2, channels, features)  # [h, a, g, b, C_in, F]
-  blocks = jnp.zeros((batch, height + 1, width + 1, 2, 2, features), x.dtype)
-  for h in (0, 1):
-    for g in (0, 1):
-      weights = taps[h, :, g].transpose(2, 0, 1, 3).reshape(channels, 4 * features)
-      patch = jnp.einsum("bhwc,ck->bhwk", x, weights).reshape(batch, height, width, 2, 2, features)
-      blocks = blocks + jnp.pad(patch, ((0, 0), (h, 1 - h), (g, 1 - g), (0, 0), (0, 0), (0, 0)))
-  full = blocks.transpose(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height + 2, 2 * width + 2, features)
-  return full[:, 1 : 2 * height + 1, 1 : 2 * width + 1]
 
 
 # --- MLP ----------------------------------------------------------------------------------------
@@ -226,18 +204,16 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-  """matmul_convs: compute the strided convolutions as matmuls on CPU (genjax.models.conv.Conv),
-  which pays off when D is differentiated twice (a gradient penalty or R1). Measured on the
-  2-core CPU: the wgan_gp_mnist step runs at about 430 images/s this way and 110 with lax's
-  convolutions, while the dcgan_mnist step (first-order gradients only) runs about 10% slower
-  this way than with lax's (about 325 against 360 images/s)."""
+  """differentiated_twice: training differentiates D's input gradient (a gradient penalty or R1),
+  which genjax.models.conv.Conv takes into account when it chooses how to compute the strided
+  convolutions."""
 
   features: Sequence[int]  # e.g. (64, 128, 256)
   num_classes: int = 0
   norm: str = "batch"
   spectral_norm: bool = False
   leaky_slope: float = 0.2
-  matmul_convs: bool = False
+  differentiated_twice: bool = False
 
   @nn.compact
   def __call__(
@@ -246,13 +222,14 @@ class DCGANDiscriminator(nn.Module):
     h = x
     for index, width in enumerate(self.features):
       normalized = index > 0 and self.norm != "none"
-      conv = (Conv if self.matmul_convs else nn.Conv)(
+      conv = Conv(
         width,
         (4, 4),
         strides=(2, 2),
         padding="SAME",
         use_bias=not normalized,
         kernel_init=DCGAN_INIT,
+        differentiated_twice=self.differentiated_twice,
       )
       h = spectral_normalized(conv, self.spectral_norm, update_stats)(h)
       if normalized:
@@ -424,7 +401,7 @@ def build_dcgan(model, shape, num_classes, is_image):
       model.d_norm,
       model.spectral_norm,
       model.leaky_slope,
-      matmul_convs=model.gradient_penalty > 0 or model.r1_gamma > 0,
+      differentiated_twice=model.gradient_penalty > 0 or model.r1_gamma > 0,
     ),
   )
 
