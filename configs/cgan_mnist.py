@@ -22,7 +22,6 @@ from genjax.config import config_from_file
 def get_config(arg: str = ""):
   config = config_from_file(Path(__file__).with_name("dcgan_mnist.py"), arg)
   model = config.model
-  model.name = "cdcgan_projection_mnist"
   model.conditional = True
   model.d_norm = "none"
   model.spectral_norm = True

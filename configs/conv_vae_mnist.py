@@ -13,23 +13,20 @@ Expected: grey-level NLLs are not comparable with binarized-MNIST numbers; no re
 recorded in the README yet.
 """
 
-from genjax.config import base_config
+from genjax.families import family_config
 
 
 def get_config(arg: str = ""):
-  config = base_config()
-  config.family = "vae"
+  config = family_config("vae")
   config.data.name = "mnist"
+  config.data.binarize = "none"  # grey levels
 
   model = config.model
-  model.name = "conv_vae"
-  model.network = "conv"
+  model.network = "conv"  # the family's default model.conv_channels (32, 64)
   model.hidden = (256,)
-  model.conv_channels = (32, 64)
   model.latent_dim = 32
   model.activation = "relu"
   model.likelihood = "discretized_gaussian"
-  model.beta = 1.0
 
   config.optim.lr = 1e-3
   config.optim.schedule = "cosine"

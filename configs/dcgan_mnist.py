@@ -15,17 +15,16 @@ MNIST FID 55.8 (genjax MNIST-classifier features, 10k samples vs the 60k train i
 shows blobs.
 """
 
-from genjax.families.gan import gan_base_config
+from genjax.families import family_config
 
 
 def get_config(arg: str = ""):
-  # gan_base_config() holds these nets, the non-saturating loss and Adam 2e-4 (b1 0.5) for G and D.
-  config = gan_base_config()
+  # family_config("gan") holds these nets, the non-saturating loss and Adam 2e-4 (b1 0.5) for G and D.
+  config = family_config("gan")
   config.data.name = "mnist"
   config.data.image_size = 32
 
   model = config.model
-  model.name = "dcgan_mnist"
   config.optim.ema_decay = 0.999
 
   training = config.training

@@ -13,16 +13,14 @@ train / 3.75 test with L_simple; FID 3.17). Not trained on CPU; the tiny variant
   python -m genjax.main --config=configs/ddpm_cifar10.py:tiny --workdir=/tmp/ddpm_cifar_tiny
 """
 
-from genjax.config import base_config
-from genjax.diffusion.settings import add_diffusion_defaults, add_unet_defaults
+from genjax.families import family_config
 
 
 def get_config(arg: str = ""):
   # The defaults are this model: DDPM's UNet, 1000 linear-beta steps, epsilon loss, ancestral
   # sampling and the full variational bound.
-  config = add_unet_defaults(add_diffusion_defaults(base_config()))
+  config = family_config("diffusion")
   config.data.name = "cifar10"
-  config.data.value_range = (-1.0, 1.0)
   config.data.random_flip = True
 
   config.optim.lr = 2e-4

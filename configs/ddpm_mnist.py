@@ -20,16 +20,14 @@ samples with digit-like strokes on noisy backgrounds (far from converged: DDPM t
 The tiny run checks the pipeline only (noise-like samples; eval/bpd_vlb about 6 after 40 steps).
 """
 
-from genjax.config import base_config
-from genjax.diffusion.settings import add_diffusion_defaults, add_unet_defaults
+from genjax.families import family_config
 
 
 def get_config(arg: str = ""):
   # The defaults are DDPM: 1000 linear-beta steps, epsilon loss, dropout 0.1, attention at 16x16.
-  config = add_unet_defaults(add_diffusion_defaults(base_config()))
+  config = family_config("diffusion")
   config.data.name = "mnist"
   config.data.image_size = 32
-  config.data.value_range = (-1.0, 1.0)
 
   model = config.model
   model.channels = 64

@@ -17,15 +17,14 @@ Inception score 8.22, FID 21.7 (unconditional, 50k samples); not yet reproduced 
 variant trains narrow nets on data.name="synthetic_images" and only checks that everything runs.
 """
 
-from genjax.families.gan import gan_base_config
+from genjax.families import family_config
 
 
 def get_config(arg: str = ""):
-  config = gan_base_config()  # pixels in [-1, 1], Adam 2e-4 for G and D
+  config = family_config("gan")  # pixels in [-1, 1], Adam 2e-4 for G and D
   config.data.name = "cifar10"
 
   model = config.model
-  model.name = "sngan_resnet_cifar10"
   model.network = "resnet"
   model.latent_dim = 128
   model.g_features = (256, 256, 256)

@@ -12,24 +12,14 @@ Expected (README results table): test NLL (IWAE, k=5000) <= 88 nats after the 30
 2-core CPU; the paper reports 86.76 after 3280 epochs.
 """
 
-from genjax.config import base_config
+from genjax.families import family_config
 
 
 def get_config(arg: str = ""):
-  config = base_config()
-  config.family = "vae"
+  # The family defaults are this model: 784-200-200-50 tanh MLPs, Bernoulli p(x|z), dynamic
+  # binarization, beta = 1, IWAE with k = 5000 in chunks of 500.
+  config = family_config("vae")
   config.data.name = "mnist"
-  config.data.binarize = "dynamic"
-
-  model = config.model
-  model.name = "burda_vae"
-  model.network = "mlp"
-  model.hidden = (200, 200)
-  model.conv_channels = (32, 64)
-  model.latent_dim = 50
-  model.activation = "tanh"
-  model.likelihood = "bernoulli"
-  model.beta = 1.0
 
   config.optim.name = "adam"
   config.optim.lr = 1e-3
@@ -45,8 +35,6 @@ def get_config(arg: str = ""):
   training.checkpoint_every = 20_000
 
   config.eval.batch_size = 100
-  config.eval.iwae_samples = 5000
-  config.eval.iwae_chunk = 500
 
   if arg == "quick":  # the README's first run: ~20 epochs, IWAE with k=500 on the whole test set
     training.num_train_steps = 12_000

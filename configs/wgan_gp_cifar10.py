@@ -24,7 +24,6 @@ from genjax.config import config_from_file
 def get_config(arg: str = ""):
   config = config_from_file(Path(__file__).with_name("sngan_cifar10.py"), arg)
   model = config.model
-  model.name = "wgan_gp_resnet_cifar10"
   model.d_pooling = "mean"
   model.spectral_norm = False
   model.loss = "wasserstein"

@@ -22,7 +22,6 @@ from genjax.config import config_from_file
 def get_config(arg: str = ""):
   config = config_from_file(Path(__file__).with_name("dcgan_mnist.py"), arg)
   model = config.model
-  model.name = "wgan_gp_mnist"
   model.d_norm = "none"
   model.loss = "wasserstein"
   model.gradient_penalty = 10.0

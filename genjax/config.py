@@ -11,7 +11,8 @@ sweeps and scripts use the same names for every family:
   eval.*      metrics and their protocol
   sampling.*  number of samples and sampler settings
 
-Configs are locked: setting a key that does not exist is an error naming the nearest valid keys.
+Configs are locked: setting a key that does not exist is an error naming the nearest valid keys,
+and a key that was renamed is an error naming its new name (RENAMED_KEYS).
 """
 
 from __future__ import annotations
@@ -23,12 +24,39 @@ from pathlib import Path
 
 import ml_collections
 
+# old dotted key -> (new key, what changed): configs written for an older genjax fail with this.
+RENAMED_KEYS = {
+  "model.name": (
+    "model.network",
+    (
+      "every family chooses its network by model.network (diffusion configs used model.name; "
+      "GAN and VAE configs used it as a free-text label, which belongs in the config's docstring)"
+    ),
+  ),
+}
+
+
+def renamed_key_message(key: str) -> str | None:
+  """The error for a key that was renamed, or None when `key` was not."""
+  if key not in RENAMED_KEYS:
+    return None
+  new, why = RENAMED_KEYS[key]
+  return f"Config key {key!r} was renamed to {new!r}: {why}. Set {new} instead."
+
+
+def check_renamed_keys(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError when the config still sets a renamed key, naming the new key."""
+  for key in flat_keys(config):
+    message = renamed_key_message(key)
+    if message:
+      raise ValueError(message)
+
 
 def base_config() -> ml_collections.ConfigDict:
   """Defaults shared by every experiment; configs override what differs."""
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.family = ""  # "vae", ... (see genjax.families.FAMILIES)
+  config.family = ""  # "vae", "gan", "diffusion" (genjax.families.family_config adds its keys)
 
   config.data = data = ml_collections.ConfigDict()
   data.name = "mnist"  # tfds name, "synthetic_images" or a 2-D toy set (see genjax.data.datasets)
@@ -47,8 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
   data.num_examples = 100_000  # size of generated datasets (2-D toys, synthetic images)
   data.synthetic_shape = (32, 32, 3)  # [H, W, C] of "synthetic_images"
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = ""
+  config.model = ml_collections.ConfigDict()  # the family's network keys (its add_defaults)
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.name = "adam"  # "adam", "adamw", "sgd", "rmsprop"
@@ -87,8 +114,9 @@ def base_config() -> ml_collections.ConfigDict:
   eval_config.num_examples = 0  # 0: the whole eval split
   eval_config.seed = 1234  # fixes the eval-time randomness (binarization, latents)
   eval_config.use_ema = True  # evaluate the EMA parameters (equal to the parameters when EMA is off)
-  # Sample-based metrics (genjax.evaluation): names "<extractor>_<metric>", extractor "mnist" or
-  # "inception", metric "fid", "kid", "is" or "prd" (precision/recall/density/coverage).
+  # Sample-based metrics (genjax.evaluation.sample_metrics): names "<extractor>_<metric>", with an
+  # extractor of EXTRACTORS ("mnist", "inception", "raw") and a metric of SAMPLE_METRICS ("fid",
+  # "kid", "is", "prd" = precision/recall/density/coverage, "modes" = mode coverage of mixtures).
   eval_config.sample_metrics = ()  # e.g. ("mnist_fid", "mnist_kid", "mnist_is", "mnist_prd")
   eval_config.num_samples = 10_000  # samples drawn for the sample metrics
   eval_config.sample_batch_size = 500  # samples per call of the family's sample hook
@@ -134,6 +162,7 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   """Loads and locks a `--config` value, e.g. `load_config("configs/vae_mnist.py:tiny")`."""
   file_name, _, arg = path.partition(":")
   config = config_from_file(file_name, arg)
+  check_renamed_keys(config)
   config.lock()
   return config
 
@@ -151,7 +180,11 @@ def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
 
 
 def unknown_key_message(config: ml_collections.ConfigDict, key: str) -> str:
-  """A message for a `--config.<key>` that does not exist, naming the closest valid keys."""
+  """A message for a `--config.<key>` that does not exist, naming the closest valid keys (or
+  the new name of a renamed key)."""
+  renamed = renamed_key_message(key)
+  if renamed:
+    return renamed
   candidates = flat_keys(config)
   close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.5)
   section = key.split(".")[0]

@@ -30,10 +30,13 @@ def make_schedule(optim: ml_collections.ConfigDict, num_train_steps: int) -> opt
 
 def make_optimizer(
   optim: ml_collections.ConfigDict, num_train_steps: int, lr: float | None = None
-) -> optax.GradientTransformation:
-  """Clipping + optimizer + schedule, wrapped in MultiSteps for gradient accumulation.
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """(optimizer, schedule): clipping + optimizer + schedule, wrapped in MultiSteps for gradient
+  accumulation, and the learning rate it uses at optimizer update n (micro-step // accumulate_steps).
 
   `lr` overrides `optim.lr` (two time-scale GAN training builds two optimizers from one section).
+  Returning the schedule with the optimizer lets families log the rate they train with instead of
+  rebuilding it from the config.
   """
   if lr is not None:
     optim = ml_collections.ConfigDict(optim.to_dict())
@@ -53,4 +56,4 @@ def make_optimizer(
   optimizer = optax.chain(*chain, base)
   if optim.accumulate_steps > 1:
     optimizer = optax.MultiSteps(optimizer, every_k_schedule=optim.accumulate_steps)
-  return optimizer
+  return optimizer, schedule

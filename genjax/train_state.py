@@ -55,29 +55,26 @@ def ema_decay_at(optim: ml_collections.ConfigDict, step: jax.Array) -> float | j
 
 
 def apply_updates(
-  state: TrainState,
+  params: Any,
+  ema_params: Any,
+  opt_state: Any,
   grads: Any,
   optimizer: optax.GradientTransformation,
   ema_decay: float | jax.Array,
-  params_key: str | None = None,
 ) -> tuple[Any, Any, Any]:
-  """One optimizer update and the matching EMA update (`ema_decay`: see ema_decay_at).
+  """One optimizer update of `params` (any pytree) and the matching EMA update (`ema_decay`: see
+  ema_decay_at; 0 keeps no EMA, so the returned ema_params are the new params).
 
-  With optax.MultiSteps the EMA only moves on micro-steps where the parameters really changed.
-  `params_key` selects a sub-tree (e.g. "generator") when a family keeps several optimizers;
-  then the opt_state passed and returned is that sub-tree's.
-  Returns (params, ema_params, opt_state) for the selected tree.
+  Works on plain trees, so a family with several networks passes each network's sub-trees (e.g.
+  params["generator"], opt_state["generator"]). With optax.MultiSteps the EMA only moves on
+  micro-steps where the parameters really changed. Returns (params, ema_params, opt_state).
   """
-  params = state.params if params_key is None else state.params[params_key]
-  ema = state.ema_params if params_key is None else state.ema_params[params_key]
-  opt_state = state.opt_state if params_key is None else state.opt_state[params_key]
   updates, new_opt_state = optimizer.update(grads, opt_state, params)
   new_params = optax.apply_updates(params, updates)
-  if not (isinstance(ema_decay, float) and ema_decay <= 0):
-    new_ema = optax.incremental_update(new_params, ema, step_size=1.0 - ema_decay)
-    if isinstance(optimizer, optax.MultiSteps):
-      updated = optimizer.has_updated(new_opt_state)
-      new_ema = jax.tree.map(lambda n, o: jnp.where(updated, n, o), new_ema, ema)
-  else:
-    new_ema = new_params
+  if isinstance(ema_decay, float) and ema_decay <= 0:
+    return new_params, new_params, new_opt_state
+  new_ema = optax.incremental_update(new_params, ema_params, step_size=1.0 - ema_decay)
+  if isinstance(optimizer, optax.MultiSteps):
+    updated = optimizer.has_updated(new_opt_state)
+    new_ema = jax.tree.map(lambda n, o: jnp.where(updated, n, o), new_ema, ema_params)
   return new_params, new_ema, new_opt_state

@@ -31,11 +31,11 @@ from etils import epath
 import genjax
 from genjax import images, parallel
 from genjax.checkpoint import Checkpointer
+from genjax.config import check_renamed_keys
 from genjax.datasets import DatasetInfo, dataset_info
-from genjax.evaluation.likelihood import likelihood_conventions
 from genjax.evaluation.sample_metrics import SampleMetricsEvaluator
 from genjax.families import get_family
-from genjax.input_pipeline import TrainData, eval_batches, example_shape
+from genjax.input_pipeline import TrainData, eval_batches
 from genjax.optim import make_schedule
 from genjax.paths import as_path
 from genjax.train_state import TrainState, create_train_state
@@ -68,7 +68,7 @@ class Experiment:
     self.workdir = as_path(workdir)
     self.info = info
     self.mesh = parallel.make_mesh()
-    self.family = get_family(config.family)(config, info, example_shape(config.data, info))
+    self.family = get_family(config.family)(config, info, self.mesh)
     replicated = parallel.replicated(self.mesh)
     batch = parallel.batch_sharded(self.mesh)
     self.train_step = jax.jit(
@@ -89,7 +89,7 @@ class Experiment:
   @functools.cached_property
   def sample_evaluator(self) -> SampleMetricsEvaluator:
     """eval.sample_metrics, with its extractors and reference statistics loaded once."""
-    return SampleMetricsEvaluator(self.config, self.mesh)
+    return SampleMetricsEvaluator(self.config, self.info, self.mesh)
 
   def _init_state(self, rng: jax.Array) -> TrainState:
     init_rng, state_rng = jax.random.split(rng)
@@ -134,7 +134,9 @@ def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float
   rng = jax.random.key(config.eval.seed)
   params = experiment.eval_params(state)
   totals: dict[str, clu_metrics.Average] = {}
-  for index, local in enumerate(eval_batches(config, local_batch)):
+  batches = eval_batches(config.data, local_batch, num_examples=config.eval.num_examples,
+                         data_seed=config.seed, noise_seed=config.eval.seed)
+  for index, local in enumerate(batches):
     batch = parallel.global_batch(experiment.mesh, local)
     sums = experiment.eval_step(params, state.model_state, batch, jax.random.fold_in(rng, index))
     totals = {name: totals[name].merge(value) if name in totals else value for name, value in sums.items()}
@@ -158,7 +160,7 @@ def eval_protocol(experiment: Experiment, step: int) -> dict[str, Any]:
     "family": config.family,
     "model": config.model.to_dict(),
     "genjax_version": genjax.__version__,
-    "likelihood_conventions": likelihood_conventions(config),
+    "likelihood_conventions": experiment.family.metric_conventions(),
   }
   if config.eval.sample_metrics:
     protocol["sample_metrics"] = experiment.sample_evaluator.protocol()
@@ -178,7 +180,10 @@ def write_image_grids(experiment: Experiment, state: TrainState, step: int, writ
                       tag: str = "") -> list[epath.Path]:
   """PNG grids (samples/<name>_<step><tag>.png) and TensorBoard images of the family's image sets."""
   config = experiment.config
-  local = next(iter(eval_batches(config, parallel.local_batch_size(config.eval.batch_size, "eval.batch_size"))))
+  local = next(iter(eval_batches(
+    config.data, parallel.local_batch_size(config.eval.batch_size, "eval.batch_size"),
+    num_examples=config.eval.num_examples, data_seed=config.seed, noise_seed=config.eval.seed,
+  )))
   batch = parallel.global_batch(experiment.mesh, local)
   grids = experiment.image_grids(
     experiment.sample_params(state), state.model_state, batch, jax.random.key(seed)
@@ -275,6 +280,7 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"training.{key} must be positive, got {training[key]}.")
   if training.best_mode not in ("min", "max"):
     raise ValueError(f"training.best_mode must be 'min' or 'max', got {training.best_mode!r}.")
+  check_renamed_keys(config)
   get_family(config.family)  # an unknown family lists the valid ones
 
 
@@ -549,7 +555,7 @@ def summary(config: ml_collections.ConfigDict) -> str:
   """The parameter table of each network and a last line `total_params=<N>`; trains nothing."""
   _check_config(config)
   info = dataset_info(config.data)
-  family = get_family(config.family)(config, info, example_shape(config.data, info))
+  family = get_family(config.family)(config, info, parallel.make_mesh())
   batch = dummy_batch(family.example_shape)
   params, _ = jax.eval_shape(functools.partial(family.init, batch=batch), jax.random.key(0))
   lines, total = [], 0

@@ -32,7 +32,6 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from genjax.datasets import dataset_info
-from genjax.input_pipeline import example_shape
 from genjax.trainer import Experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:arg].", lock_config=True)
@@ -48,10 +47,11 @@ def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def synthetic_batch(config, info, batch_size: int, seed: int = 0) -> dict[str, jax.Array]:
-  """A batch with the config's example shape, value range and (binary) pixel statistics."""
+def synthetic_batch(family, batch_size: int, seed: int = 0) -> dict[str, jax.Array]:
+  """A batch with the family's example shape, value range and (binary) pixel statistics."""
+  config, info = family.config, family.info
   rng = np.random.default_rng(seed)
-  shape = (batch_size, *example_shape(config.data, info))
+  shape = (batch_size, *family.example_shape)
   low, high = config.data.value_range
   if config.data.binarize != "none":
     x = (rng.random(shape) < 0.13).astype(np.float32)
@@ -130,7 +130,7 @@ def main(argv):
     experiment = Experiment(config, workdir, info)
     state = experiment.init_state()
     batch_size = config.training.batch_size
-    batch = synthetic_batch(config, info, batch_size)
+    batch = synthetic_batch(experiment.family, batch_size)
     num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
     matmul = matmul_gflops()
     only = set(filter(None, _ONLY.value.split(",")))

@@ -19,12 +19,11 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from genjax.config import base_config
 from genjax.diffusion.gaussian import gaussian_eps, image_like_gaussian
 from genjax.diffusion.processes import make_process
 from genjax.diffusion.samplers import make_sampler, network_evaluations
-from genjax.diffusion.settings import add_diffusion_defaults
 from genjax.evaluation.frechet import frechet_distance
+from genjax.families import family_config
 
 _PROCESS = flags.DEFINE_string("process", "vp", "diffusion.process: ddpm, vp, subvp, ve or edm.")
 _DIM = flags.DEFINE_integer("dim", 16, "Data dimension.")
@@ -46,7 +45,7 @@ SAMPLER_SETTINGS = {
 def sampler_errors(process_name: str, dim: int, count: int, nfe_targets: list[int], seed: int,
                    samplers: tuple[str, ...] = tuple(SAMPLER_SETTINGS)):
   """Yields rows {sampler, nfe, frechet_distance} (and a 'data' row: the sampling floor)."""
-  config = add_diffusion_defaults(base_config())
+  config = family_config("diffusion")
   config.diffusion.process = process_name
   process = make_process(config.diffusion)
   mean, cov = image_like_gaussian(dim, seed)

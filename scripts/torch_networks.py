@@ -277,7 +277,7 @@ def build_networks(config: ml_collections.ConfigDict,
                    example_shape: Sequence[int]) -> dict[str, nn.Module]:
   """The config's networks keyed like genjax's Family.parameter_groups: {"generator",
   "discriminator"} for the GAN family (model.network='dcgan'), {"model"} for the diffusion family
-  (model.name='unet'). example_shape is genjax's [H, W, C]. Unsupported options raise."""
+  (model.network="unet"). example_shape is genjax's [H, W, C]. Unsupported options raise."""
   model = config.model
   if config.family == "gan":
     _require(model.network == "dcgan", f"model.network={model.network!r} (only 'dcgan')")
@@ -290,7 +290,7 @@ def build_networks(config: ml_collections.ConfigDict,
                                           model.leaky_slope),
     }
   if config.family == "diffusion":
-    _require(model.name == "unet", f"model.name={model.name!r} (only 'unet')")
+    _require(model.network == "unet", f"model.network={model.network!r} (only 'unet')")
     _require(model.resblock == "ddpm", f"model.resblock={model.resblock!r} (only 'ddpm')")
     _require(model.embedding == "positional", f"model.embedding={model.embedding!r}")
     _require(not model.skip_rescale, "model.skip_rescale=True")

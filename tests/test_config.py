@@ -62,3 +62,41 @@ def test_vae_summary_matches_burda_architecture(load):
   decoder = 50 * 200 + 200 + 200 * 200 + 200 + 200 * 784 + 784
   assert text.splitlines()[-1] == f"total_params={encoder + decoder}"
   assert f"encoder: {encoder:,} parameters" in text and f"decoder: {decoder:,} parameters" in text
+
+
+@pytest.mark.parametrize("family", ["vae", "gan", "diffusion"])
+def test_family_config_adds_the_family_keys_and_builds_its_default_network(family):
+  """Every family has the same parts: add_defaults(config) and a network chosen by model.network
+  from the registry in models/<family>.py; the defaults alone make a family that initialises."""
+  import jax
+
+  from genjax import parallel
+  from genjax.datasets import dataset_info
+  from genjax.families import family_config, get_family
+  from genjax.trainer import dummy_batch
+
+  config = family_config(family)
+  assert config.family == family and "network" in config.model and "name" not in config.model
+  config.data.name = "synthetic_images"  # 32x32x3, as CIFAR-10
+  info = dataset_info(config.data)
+  built = get_family(family)(config, info, parallel.make_mesh())
+  params, _ = jax.eval_shape(built.init, jax.random.key(0), dummy_batch(built.example_shape))
+  assert jax.tree.leaves(params)
+
+
+def test_a_renamed_key_fails_naming_the_new_key(tmp_path):
+  """Configs written for an older genjax that set model.name get an error naming model.network,
+  from the config file and from a --config.model.name override."""
+  old = tmp_path / "old_diffusion.py"
+  old.write_text(
+    "from genjax.families import family_config\n\n"
+    "def get_config():\n"
+    "  config = family_config('diffusion')\n"
+    "  config.model.name = 'unet'\n"
+    "  return config\n"
+  )
+  with pytest.raises(ValueError, match="'model.name' was renamed to 'model.network'"):
+    load_config(str(old))
+  config = load_config(str(REPO / "configs" / "ddpm_mnist.py"))
+  with pytest.raises(KeyError, match="renamed to 'model.network'"):
+    apply_overrides(config, {"model.name": "unet"})

@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.config import base_config
 from genjax.diffusion import editing, likelihood, samplers
 from genjax.diffusion.gaussian import gaussian_eps
 from genjax.diffusion.processes import make_process
 from genjax.diffusion.samplers import make_sampler
+from genjax.families import family_config
 
 MU = np.array([1.0, -0.5], np.float32)
 COV = np.array([[1.0, 0.6], [0.6, 0.5]], np.float32)
@@ -22,9 +22,7 @@ PROCESSES = ("ddpm", "vp", "subvp", "ve", "edm")
 
 
 def make_config(process: str, **sampling):
-  from genjax.diffusion.settings import add_diffusion_defaults
-
-  config = add_diffusion_defaults(base_config())
+  config = family_config("diffusion")
   config.diffusion.process = process
   if process == "edm":
     config.diffusion.sigma_min, config.diffusion.sigma_max = 0.002, 80.0

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from conftest import train_on_synthetic_data, unmoved_kernels
 
-from genjax import trainer
+from genjax import parallel, trainer
 from genjax.config import apply_overrides
-from genjax.datasets import dataset_info, load_source, ring_modes
+from genjax.datasets import dataset_info, load_source
+from genjax.evaluation.mode_coverage import mode_statistics
 from genjax.families import get_family
-from genjax.input_pipeline import example_shape
 from genjax.train_state import create_train_state
 
 
 def make_family(config):
   info = dataset_info(config.data)
-  return get_family(config.family)(config, info, example_shape(config.data, info))
+  return get_family(config.family)(config, info, parallel.make_mesh())
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def make_family(config):
     ),
     ({"diffusion.process": "vpp"}, "Valid diffusion process names: ddpm, edm, subvp, ve, vp"),
     ({"diffusion.objective": "score"}, "Valid objectives: eps, v, dsm, edm"),
-    ({"model.name": "resnet"}, "Valid diffusion network names: score_mlp, unet"),
+    ({"model.network": "resnet"}, "Valid diffusion network names: score_mlp, unet"),
     ({"diffusion.process": "ddpm", "sampling.sampler": "ode"}, "needs a continuous-time process"),
     ({"diffusion.process": "ddpm", "sampling.sampler": "heun"}, "needs a continuous-time process"),
     ({"diffusion.process": "ve", "diffusion.objective": "v"}, "variance-preserving process"),
@@ -101,8 +101,10 @@ def test_mnist_config_is_the_issue_architecture(load):
 
 @pytest.mark.slow
 def test_two_d_toy_training_hits_every_mode(load):
-  """1000 steps on 8 Gaussians (std 0.02): the loss falls, and DDIM samples from the EMA weights put
-  at least 6% of the points within 0.25 of each of the 8 modes (ideal 12.5%), 80% near some mode."""
+  """1000 steps on 8 Gaussians (std 0.02): the loss falls, and 2000 DDIM samples from the EMA
+  weights cover all 8 modes by the mode-coverage metric (genjax.evaluation.mode_coverage), with
+  more than 40% of them within 3 std of a mode and a mean distance to the nearest mode below 0.2
+  (measured: 56%, 0.10; 91% lie within 0.25 of a mode)."""
   config = load(
     "diffusion_8gaussians.py:tiny", **{"sampling.sampler": "ddim", "sampling.num_steps": 50}
   )
@@ -119,13 +121,12 @@ def test_two_d_toy_training_hits_every_mode(load):
     state, metrics = step(state, {"x": jnp.asarray(source.arrays["x"][indices])})
     losses.append(float(metrics["loss"]))
   assert np.mean(losses[-30:]) < 0.7 * np.mean(losses[:30])
-  samples = np.asarray(
-    jax.jit(family.sample, static_argnums=3)(state.ema_params, {}, jax.random.key(2), 2000)
-  )
-  distances = np.linalg.norm(samples[:, None, :] - ring_modes(8, 2.0)[None], axis=-1)
-  near = distances < 0.25
-  assert np.all(near.mean(axis=0) > 0.06), near.mean(axis=0)
-  assert near.any(axis=1).mean() > 0.8
+  samples = jax.jit(family.sample, static_argnums=3)(state.ema_params, {}, jax.random.key(2), 2000)
+  mixture = dataset_info(config.data).mixture
+  stats = mode_statistics(samples, mixture.modes, mixture.std)
+  assert float(stats["modes_covered"]) == 8.0
+  assert float(jnp.mean(stats["high_quality"])) > 0.4
+  assert float(jnp.mean(stats["mode_distance"])) < 0.2
 
 
 @pytest.mark.slow
@@ -311,3 +312,12 @@ def test_ode_bits_per_dim_through_a_unet_equals_lax_convolutions(load, monkeypat
   lax_bpd = bits_per_dim()
   assert bpd.shape == (2,) and np.all(np.isfinite(bpd)), bpd
   np.testing.assert_allclose(bpd, lax_bpd, rtol=0, atol=1e-4)
+
+
+def test_the_family_states_units_and_protocol_of_its_likelihoods(load):
+  bound = make_family(load("ddpm_mnist.py:tiny")).metric_conventions()
+  assert set(bound) == {"bpd_vlb", "bpd_vlb_prior", "bpd_vlb_decoder"}
+  assert "a 4-term Monte Carlo estimate" in bound["bpd_vlb"]
+  assert "32x32 (padding counted)" in bound["bpd_vlb"] and "bits per dim" in bound["bpd_vlb"]
+  points = make_family(load("diffusion_8gaussians.py:tiny")).metric_conventions()
+  assert set(points) == {"nll_ode"} and "trace estimator exact" in points["nll_ode"]

@@ -17,7 +17,7 @@ import scipy.special
 import scipy.stats
 
 from genjax.distributions import discretized_gaussian_log_prob, gaussian_log_prob
-from genjax.families.vae import DiscretizedGaussian
+from genjax.vae.likelihoods import DiscretizedGaussian
 
 RANGES = [(0.0, 1.0), (-1.0, 1.0)]
 

@@ -10,7 +10,7 @@ from scipy.spatial.distance import cdist
 from genjax.evaluation.frechet import frechet_distance
 from genjax.evaluation.inception_score import ScoreSums, inception_score
 from genjax.evaluation.kid import kernel_inception_distance, unbiased_mmd2
-from genjax.evaluation.likelihood import likelihood_conventions, nats_to_bits_per_dim
+from genjax.evaluation.likelihood import nats_to_bits_per_dim
 from genjax.evaluation.prdc import precision_recall_density_coverage
 from genjax.evaluation.sample_metrics import parse_sample_metrics
 from genjax.evaluation.statistics import Moments, moments_all_at_once
@@ -190,21 +190,3 @@ def test_sample_metric_names_are_parsed_and_checked():
     with pytest.raises(ValueError, match="Valid names: .*mnist_prd"):
       parse_sample_metrics([bad])
 
-
-def test_likelihood_conventions_state_units_and_data():
-  from genjax.config import base_config
-
-  config = base_config()
-  config.family = "diffusion"
-  config.data.image_size = 32
-  config.eval.likelihood = "vlb"
-  config.eval.vlb_timesteps = 0
-  bound = likelihood_conventions(config)["bpd_vlb"]
-  assert (
-    "all terms summed" in bound and "32x32 (padding counted)" in bound and "bits per dim" in bound
-  )
-  config.family, config.data.binarize = "vae", "dynamic"
-  config.model.likelihood = "bernoulli"
-  config.eval.iwae_samples = 5000
-  conventions = likelihood_conventions(config)
-  assert "k=5000" in conventions["nll_iwae"] and "binarized" in conventions["neg_elbo"]

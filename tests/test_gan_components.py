@@ -11,7 +11,6 @@ import pytest
 
 from genjax.gan.diffaugment import diff_augment, parse_policy
 from genjax.gan.losses import LOSSES
-from genjax.gan.metrics import known_mixture, mode_statistics
 from genjax.gan.regularizers import gradient_penalty, orthogonal_regularization, r1_penalty
 from genjax.models.gan import TransposedConv4x4
 from genjax.models.spectral_norm import (
@@ -174,13 +173,3 @@ def test_spectral_norm_estimate_converges_to_the_top_singular_value(layer, shape
   raw = layer.apply({"params": variables["params"]["layer"]}, x)
   np.testing.assert_allclose(normalized, raw / sigma, rtol=1e-4, atol=1e-5)
 
-
-def test_mode_statistics_counts_high_quality_points_and_covered_modes():
-  modes, std = known_mixture("8gaussians")
-  assert modes.shape == (8, 2) and std == 0.02
-  near = np.repeat(modes[:4], 100, axis=0) + 0.01  # 400 points on 4 modes, within 3 std
-  far = np.zeros((100, 2))  # the centre: 2 away from every mode
-  stats = mode_statistics(jnp.asarray(np.concatenate([near, far]), jnp.float32), modes, std)
-  np.testing.assert_allclose(np.mean(stats["high_quality"]), 400 / 500)
-  assert float(stats["modes_covered"]) == 4.0
-  np.testing.assert_allclose(stats["mode_distance"][-1], 2.0, rtol=1e-6)

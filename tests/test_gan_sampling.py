@@ -13,7 +13,6 @@ from genjax import parallel
 from genjax.datasets import dataset_info
 from genjax.evaluation.sample_metrics import SampleMetricsEvaluator
 from genjax.families import get_family
-from genjax.input_pipeline import example_shape
 
 TINY_DCGAN = {
   "data.name": "synthetic_images",
@@ -34,7 +33,7 @@ BATCH_TOLERANCE = 1e-5
 def _family(load, **overrides):
   config = load("dcgan_mnist.py", **{**TINY_DCGAN, **overrides})
   info = dataset_info(config.data)
-  return get_family("gan")(config, info, example_shape(config.data, info))
+  return get_family("gan")(config, info, parallel.make_mesh())
 
 
 @jax.jit
@@ -127,7 +126,7 @@ def test_sample_metrics_do_not_depend_on_the_sample_batch_size(load):
       "eval.is_splits": 4,
     },
   )
-  evaluator = SampleMetricsEvaluator(family.config, parallel.make_mesh())
+  evaluator = SampleMetricsEvaluator(family.config, family.info, parallel.make_mesh())
   params = {"generator": _generator_params(family)}
 
   def inception_scores(sample_fn):
@@ -191,7 +190,7 @@ def test_generators_without_batch_norm_sample_as_before(load, name, overrides, m
   """No batch norm in G: sampling is plain G(z, labels) and no standing statistics are computed."""
   config = load(name, **overrides)
   info = dataset_info(config.data)
-  family = get_family("gan")(config, info, example_shape(config.data, info))
+  family = get_family("gan")(config, info, parallel.make_mesh())
   assert not family.generator_batch_norm
 
   def refuse(g_params):

@@ -1,13 +1,12 @@
 """Optimizer pieces from the config: schedules, clipping, MultiSteps accumulation and the EMA."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from genjax.config import base_config
 from genjax.optim import make_optimizer, make_schedule
-from genjax.train_state import apply_updates, create_train_state, ema_decay_at
+from genjax.train_state import apply_updates, ema_decay_at
 
 
 def optim_config(**values):
@@ -27,20 +26,23 @@ def test_warmup_then_cosine_decay():
 
 def test_accumulation_updates_params_and_ema_every_k_micro_steps():
   optim = optim_config(name="sgd", momentum=0.0, lr=0.1, accumulate_steps=2, ema_decay=0.5)
-  optimizer = make_optimizer(optim, num_train_steps=10)
-  state = create_train_state({"w": jnp.zeros(2)}, {}, optimizer, jax.random.key(0))
+  optimizer, schedule = make_optimizer(optim, num_train_steps=10)
+  assert float(schedule(0)) == 0.1
+  params = ema = {"w": jnp.zeros(2)}
+  opt_state = optimizer.init(params)
   grads = [{"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([3.0, 0.0])}]
-  params, ema, opt_state = apply_updates(state, grads[0], optimizer, optim.ema_decay)
+  params, ema, opt_state = apply_updates(params, ema, opt_state, grads[0], optimizer, optim.ema_decay)
   np.testing.assert_array_equal(params["w"], [0.0, 0.0])  # first micro-step: nothing applied
   np.testing.assert_array_equal(ema["w"], [0.0, 0.0])
-  state = state.replace(params=params, ema_params=ema, opt_state=opt_state)
-  params, ema, _ = apply_updates(state, grads[1], optimizer, optim.ema_decay)
+  params, ema, _ = apply_updates(params, ema, opt_state, grads[1], optimizer, optim.ema_decay)
   np.testing.assert_allclose(params["w"], [-0.2, -0.1])  # lr * mean of the two gradients
   np.testing.assert_allclose(ema["w"], [-0.1, -0.05])  # 0.5 * old + 0.5 * new
 
 
 def test_global_norm_clipping():
-  optimizer = make_optimizer(optim_config(name="sgd", momentum=0.0, lr=1.0, grad_clip_norm=1.0), 10)
+  optimizer, _ = make_optimizer(
+    optim_config(name="sgd", momentum=0.0, lr=1.0, grad_clip_norm=1.0), 10
+  )
   grads = {"w": jnp.array([3.0, 4.0])}
   updates, _ = optimizer.update(grads, optimizer.init(grads))
   np.testing.assert_allclose(updates["w"], [-0.6, -0.8], rtol=1e-6)
@@ -60,13 +62,14 @@ def test_ema_of_a_short_run_tracks_the_raw_weights():
 
   def run(warmup: str) -> tuple[float, float]:
     optim = optim_config(name="sgd", momentum=0.0, lr=0.01, ema_decay=0.999, ema_warmup=warmup)
-    optimizer = make_optimizer(optim, num_train_steps=600)
-    state = create_train_state({"w": jnp.full(1, 10.0)}, {}, optimizer, jax.random.key(0))
-    for _ in range(600):
-      grads = {"w": state.params["w"]}  # d/dw of w^2 / 2
-      params, ema, opt_state = apply_updates(state, grads, optimizer, ema_decay_at(optim, state.step))
-      state = state.replace(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
-    return float(state.params["w"][0]), float(state.ema_params["w"][0])
+    optimizer, _ = make_optimizer(optim, num_train_steps=600)
+    params = ema = {"w": jnp.full(1, 10.0)}
+    opt_state = optimizer.init(params)
+    for step in range(600):
+      grads = {"w": params["w"]}  # d/dw of w^2 / 2
+      decay = ema_decay_at(optim, jnp.int32(step))
+      params, ema, opt_state = apply_updates(params, ema, opt_state, grads, optimizer, decay)
+    return float(params["w"][0]), float(ema["w"][0])
 
   raw, ramped = run("ramp")
   assert raw < 0.03 and abs(ramped - raw) < 0.05  # 10 * 0.99^600 = 0.024

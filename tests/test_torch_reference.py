@@ -19,16 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import torch_networks
 import torch_reference
 
+from genjax import parallel
 from genjax.datasets import dataset_info
 from genjax.families import get_family
-from genjax.input_pipeline import example_shape
 
 
 def _genjax_parameter_sizes(config) -> tuple[tuple[int, ...], dict[str, list[int]]]:
   """(example shape, group -> sorted sizes of the parameter leaves), from shapes only."""
-  info = dataset_info(config.data)
-  shape = example_shape(config.data, info)
-  family = get_family(config.family)(config, info, shape)
+  family = get_family(config.family)(config, dataset_info(config.data), parallel.make_mesh())
+  shape = family.example_shape
   batch = {"x": jax.ShapeDtypeStruct((2, *shape), np.float32),
            "label": jax.ShapeDtypeStruct((2,), np.int32)}
   params, _ = jax.eval_shape(family.init, jax.random.key(0), batch)

@@ -9,12 +9,8 @@ import pytest
 import scipy.stats
 
 from genjax.distributions import gaussian_log_prob
-from genjax.families.vae import (
-  Bernoulli,
-  DiscretizedGaussian,
-  gaussian_kl_to_standard,
-  iwae_log_likelihood,
-)
+from genjax.vae.iwae import iwae_log_likelihood
+from genjax.vae.likelihoods import Bernoulli, DiscretizedGaussian, gaussian_kl_to_standard
 
 
 def test_bernoulli_log_prob_is_the_binary_log_likelihood():
@@ -79,3 +75,16 @@ def test_iwae_is_exact_with_the_true_posterior_and_tightens_with_k():
   with pytest.raises(ValueError, match="multiple"):
     iwae_log_likelihood(log_joint, mean, log_std, rng, 400, 300)
 
+
+
+def test_the_family_states_units_and_data_of_its_likelihoods(load):
+  from genjax import parallel
+  from genjax.datasets import dataset_info
+  from genjax.families import get_family
+
+  config = load("vae_mnist.py:tiny")
+  family = get_family("vae")(config, dataset_info(config.data), parallel.make_mesh())
+  conventions = family.metric_conventions()
+  assert set(conventions) == {"neg_elbo", "recon_nats", "kl_nats", "nll_iwae"}
+  assert "k=100 importance samples" in conventions["nll_iwae"]
+  assert "nats per example" in conventions["neg_elbo"] and "binarized" in conventions["neg_elbo"]

@@ -1,4 +1,7 @@
-"""The config keys of the diffusion family, added to `base_config()` by `add_diffusion_defaults`.
+"""The config keys of the diffusion family, added to `base_config()` by `add_defaults`.
+
+model.*      network ("unet" or "score_mlp", genjax.models.diffusion) and the keys of both; the
+             UNet defaults are DDPM's CIFAR-10 network (35.7M parameters)
 
 diffusion.*  process ("ddpm", "vp", "subvp", "ve", "edm") and its constants, the objective
              ("eps", "v", "dsm", "edm"), loss reduction and weighting, label dropout for guidance
@@ -12,8 +15,9 @@ from __future__ import annotations
 import ml_collections
 
 
-def add_diffusion_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  config.family = "diffusion"
+def add_defaults(config: ml_collections.ConfigDict) -> None:
+  config.data.value_range = (-1.0, 1.0)  # DDPM's pixels (its variational bound needs them)
+  _add_network_defaults(config.model)
   config.diffusion = d = ml_collections.ConfigDict()
   d.process = "ddpm"
   d.num_timesteps = 1000  # ddpm
@@ -68,13 +72,12 @@ def add_diffusion_defaults(config: ml_collections.ConfigDict) -> ml_collections.
   e.atol = 1e-5
   e.num_steps = 100  # fixed-step ode likelihood
   e.max_ode_steps = 4096
-  return config
 
 
-def add_unet_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """model.* of genjax.models.unet.UNet, set to DDPM's CIFAR-10 network (35.7M parameters)."""
-  model = config.model
-  model.name = "unet"
+def _add_network_defaults(model: ml_collections.ConfigDict) -> None:
+  model.network = "unet"  # or "score_mlp" (genjax.models.diffusion.DIFFUSION_NETWORKS)
+  model.num_classes = 0  # > 0: class-conditional (classifier-free guidance with label_dropout)
+  # unet: genjax.models.unet.UNet
   model.channels = 128
   model.channel_mult = (1, 2, 2, 2)
   model.num_res_blocks = 2
@@ -85,18 +88,9 @@ def add_unet_defaults(config: ml_collections.ConfigDict) -> ml_collections.Confi
   model.resblock = "ddpm"  # or "biggan" (DDPM++/NCSN++)
   model.skip_rescale = False
   model.norm_groups = 32
-  model.num_classes = 0  # > 0: class-conditional (classifier-free guidance with label_dropout)
-  return config
-
-
-def add_mlp_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """model.* of genjax.models.score_mlp.ScoreMLP for 2-D data."""
-  model = config.model
-  model.name = "score_mlp"
+  # score_mlp: genjax.models.score_mlp.ScoreMLP, for 2-D data
   model.hidden = (256, 256, 256)
   model.embedding_dim = 64
-  model.num_classes = 0
-  return config
 
 
 def use_score_sde(config: ml_collections.ConfigDict, process: str) -> ml_collections.ConfigDict:

@@ -1,45 +1,64 @@
 """The hooks a model family gives the generic runner (genjax.trainer).
 
-A family turns a config into networks and the few pure functions the runner compiles:
+Every family has the same parts:
+  genjax/<family>/            its math (losses, likelihoods, samplers), pure functions
+  genjax/<family>/settings.py `add_defaults(config)`: the family's config keys and their defaults
+  genjax/models/<family>.py   its networks, chosen by `model.network` from a Registry
+  genjax/families/<family>.py a thin adapter: a Family subclass registered in FAMILIES
+
+A family is built as `Family(config, info, mesh)` (the Experiment owns the mesh) and turns the
+config into networks and the few pure functions the runner compiles:
 
   init(rng, batch)                         -> (params, model_state)
   loss(params, model_state, batch, rng)    -> (scalar loss, (metrics, new model_state))
   eval_metrics(params, model_state, batch, rng) -> {name: [B] per-example values}
   sample(params, model_state, rng, num)    -> [num, *example_shape] in data.value_range
   image_grids(params, model_state, batch, rng) -> {name: [N, H, W, C] images in data.value_range}
+  metric_conventions()                     -> {eval metric name: its units and protocol}
   benchmark_functions(params, model_state, batch, rng) -> {name: (fn, args, images per call)}
 
-`train_step` has a default (one gradient step on `loss` with the config's optimizer and EMA); families
-with several networks or updates per step (GANs) override it. Everything here is traced under
-`jax.jit` with the batch sharded over the mesh, so hooks must be pure.
+`train_step` has a default (one gradient step on `loss` with the optimizer of `make_optimizer`
+and the EMA); families with several networks or updates per step (GANs) override it and
+`make_optimizer`. Everything here is traced under `jax.jit` with the batch sharded over the mesh,
+so hooks must be pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
 import optax
+from jax.sharding import Mesh
 
 from genjax.datasets import DatasetInfo
-from genjax.optim import make_optimizer, make_schedule
+from genjax.input_pipeline import example_shape
+from genjax.optim import make_optimizer
 from genjax.train_state import TrainState, apply_updates, ema_decay_at
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+LearningRates = Callable[[jax.Array], Metrics]  # micro-step -> {"lr": ..., ...}
 
 
 class Family:
   """Base class of model families; see the module docstring for the hook contract."""
 
-  def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, example_shape: tuple):
+  def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, mesh: Mesh):
     self.config = config
     self.info = info
-    self.example_shape = tuple(example_shape)
-    self.optimizer = self.make_optimizer()
+    self.mesh = mesh
+    self.example_shape = example_shape(config.data, info)
+    self.optimizer, self.learning_rates = self.make_optimizer()
 
   # --- required hooks ---------------------------------------------------------------------------
+  @staticmethod
+  def add_defaults(config: ml_collections.ConfigDict) -> None:
+    """Adds the family's config keys with their defaults to a base_config() (in place)."""
+    raise NotImplementedError
+
   def init(self, rng: jax.Array, batch: Batch) -> tuple[Any, Any]:
     raise NotImplementedError
 
@@ -53,23 +72,24 @@ class Family:
     raise NotImplementedError
 
   # --- hooks with defaults ----------------------------------------------------------------------
-  def make_optimizer(self) -> optax.GradientTransformation:
-    return make_optimizer(self.config.optim, self.config.training.num_train_steps)
-
-  def learning_rate(self, step: jax.Array) -> jax.Array:
+  def make_optimizer(self) -> tuple[Any, LearningRates]:
+    """(optimizer, learning_rates): the optax optimizer of `train_step`, and the learning rates it
+    applies at a micro-step, logged as train metrics."""
     optim = self.config.optim
-    schedule = make_schedule(optim, self.config.training.num_train_steps)
-    return schedule(step // max(optim.accumulate_steps, 1))
+    optimizer, schedule = make_optimizer(optim, self.config.training.num_train_steps)
+    return optimizer, lambda step: {"lr": schedule(step // max(optim.accumulate_steps, 1))}
 
   def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """One micro-step: gradients of `loss`, the optimizer update and the EMA update."""
     rng, step_rng = jax.random.split(state.rng)
     grad_fn = jax.value_and_grad(self.loss, has_aux=True)
     (loss, (metrics, model_state)), grads = grad_fn(state.params, state.model_state, batch, step_rng)
-    ema_decay = ema_decay_at(self.config.optim, state.step)
-    params, ema_params, opt_state = apply_updates(state, grads, self.optimizer, ema_decay)
+    params, ema_params, opt_state = apply_updates(
+      state.params, state.ema_params, state.opt_state, grads, self.optimizer,
+      ema_decay_at(self.config.optim, state.step),
+    )
     metrics = {"loss": loss, **metrics, "grad_norm": optax.global_norm(grads),
-               "lr": self.learning_rate(state.step)}
+               **self.learning_rates(state.step)}
     new_state = state.replace(
       step=state.step + 1, params=params, ema_params=ema_params, model_state=model_state,
       opt_state=opt_state, rng=rng,
@@ -84,6 +104,11 @@ class Family:
   def image_grids(self, params, model_state, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
     """Named image sets for PNG grids; by default prior/generator samples."""
     return {"samples": self.sample(params, model_state, rng, self.config.sampling.grid_size)}
+
+  def metric_conventions(self) -> dict[str, str]:
+    """eval metric name -> what the number means (units, estimator, data), for the eval protocol
+    written next to every result; stated by the family beside the code that computes the metric."""
+    return {}
 
   def parameter_groups(self, params) -> dict[str, Any]:
     """Networks to list separately in --mode=summary (e.g. generator / discriminator)."""

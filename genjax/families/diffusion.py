@@ -3,7 +3,7 @@
 Config (see genjax.diffusion.settings for every key and its default):
   diffusion.process     ddpm | vp | subvp | ve | edm          (genjax.diffusion.processes)
   diffusion.objective   eps | v | dsm | edm                   (genjax.diffusion.objectives)
-  model.name            unet | score_mlp; model.num_classes > 0 makes it class-conditional
+  model.network         unet | score_mlp; model.num_classes > 0 makes it class-conditional
   sampling.sampler      ancestral | ddim | pc | ode | heun | dpm_solver, sampling.num_steps
   sampling.guidance     classifier-free guidance weight (needs diffusion.label_dropout > 0)
   eval.likelihood       vlb (ddpm) | ode (continuous processes) | none
@@ -32,46 +32,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import parallel
-from genjax.diffusion import editing, likelihood, objectives
+from genjax.diffusion import editing, likelihood, objectives, settings
 from genjax.diffusion.processes import make_process
 from genjax.diffusion.samplers import clipped_eps, make_sampler, network_evaluations
+from genjax.evaluation.likelihood import eval_data_statement
 from genjax.families import FAMILIES
 from genjax.families.base import Family
-from genjax.models.score_mlp import ScoreMLP
-from genjax.models.unet import UNet
-from genjax.registry import Registry
-
-NETWORKS: Registry = Registry("diffusion network")
-
-
-@NETWORKS.register("unet")
-def _unet(model, num_classes: int) -> UNet:
-  return UNet(
-    channels=model.channels,
-    channel_mult=tuple(model.channel_mult),
-    num_res_blocks=model.num_res_blocks,
-    attention_resolutions=tuple(model.attention_resolutions),
-    dropout=model.dropout,
-    embedding=model.embedding,
-    fourier_scale=model.fourier_scale,
-    num_classes=num_classes,
-    resblock=model.resblock,
-    skip_rescale=model.skip_rescale,
-    groups=model.norm_groups,
-  )
-
-
-@NETWORKS.register("score_mlp")
-def _score_mlp(model, num_classes: int) -> ScoreMLP:
-  return ScoreMLP(
-    hidden=tuple(model.hidden), embedding_dim=model.embedding_dim, num_classes=num_classes
-  )
+from genjax.models.diffusion import DIFFUSION_NETWORKS
 
 
 @FAMILIES.register("diffusion")
 class DiffusionFamily(Family):
-  def __init__(self, config, info, example_shape):
-    super().__init__(config, info, example_shape)
+  """See the module docstring; config keys in genjax.diffusion.settings."""
+
+  add_defaults = staticmethod(settings.add_defaults)
+
+  def __init__(self, config, info, mesh):
+    super().__init__(config, info, mesh)
     settings = config.diffusion
     self.process = make_process(settings)
     objectives.check_objective(self.process, settings)
@@ -87,7 +64,7 @@ class DiffusionFamily(Family):
         "sampling.guidance needs a class-conditional model trained with dropped labels: "
         "set model.num_classes and diffusion.label_dropout > 0 (e.g. 0.1)."
       )
-    self.network = NETWORKS.get(config.model.name)(config.model, self.num_classes)
+    self.network = DIFFUSION_NETWORKS.get(config.model.network)(config.model, self.num_classes)
     self.sampler = make_sampler(config.sampling.sampler, self.process, config.sampling)
     self._check_likelihood()
 
@@ -202,10 +179,9 @@ class DiffusionFamily(Family):
     return x
 
   def _shard(self, x):
-    mesh = parallel.make_mesh()
-    if x.shape[0] % mesh.size:
+    if x.shape[0] % self.mesh.size:
       return x
-    return jax.lax.with_sharding_constraint(x, parallel.batch_sharded(mesh))
+    return jax.lax.with_sharding_constraint(x, parallel.batch_sharded(self.mesh))
 
   def sample_with(self, sampler, params, rng, num: int):
     """`num` samples [num, *example_shape] from the given sampler (batch sharded over the mesh)."""
@@ -250,6 +226,37 @@ class DiffusionFamily(Family):
     grids["inpainting"] = interleave(mask * x + (1 - mask) * low, self._finish(inpainted))
     grids["sdedit"] = interleave(x, self._finish(edited))
     return grids
+
+  def metric_conventions(self):
+    """The likelihoods of eval_metrics: the DDPM bound (bpd_vlb and its terms) or the
+    probability-flow ODE likelihood (bpd_ode for images, nll_ode for points)."""
+    ev, data = self.config.eval, self.config.data
+    size = f"{data.image_size}x{data.image_size} (padding counted)" if data.image_size else "native"
+    per_dim = f"bits per dimension of the preprocessed example ({size} size)"
+    on_data = f"on the {eval_data_statement(data)}"
+    if ev.likelihood == "vlb":
+      estimate = (
+        f"a {ev.vlb_timesteps}-term Monte Carlo estimate" if ev.vlb_timesteps else "all terms summed"
+      )
+      return {
+        "bpd_vlb": f"DDPM variational bound (Ho et al. 2020), {estimate}; data on the 256 levels "
+        f"of {tuple(data.value_range)} with a discretized Gaussian decoder; {per_dim}; {on_data}",
+        "bpd_vlb_prior": f"the prior term KL(q(x_T|x_0) || p(x_T)); {per_dim}",
+        "bpd_vlb_decoder": f"the decoder term -log p(x_0|x_1); {per_dim}",
+      }
+    if ev.likelihood == "ode":
+      solver = f"solver {ev.ode_solver}, trace estimator {ev.trace_estimator}"
+      if self.info.is_image:
+        return {
+          "bpd_ode": "probability-flow ODE likelihood (Song et al. 2021) of uniformly dequantized "
+          f"8-bit images, -log2 p / D + 8 - log2(range width) (score_sde convention), {solver}; "
+          f"{per_dim}; {on_data}"
+        }
+      return {
+        "nll_ode": f"-log p(x) of points from the probability-flow ODE, {solver}; nats per "
+        f"example; on the {data.name} {data.eval_split} split"
+      }
+    return {}
 
   def benchmark_functions(self, params, model_state, batch, rng):
     """Every sampler that fits the process, at the batch size of `batch`, with sampling.num_steps

@@ -37,12 +37,12 @@ untruncated, with uniform labels, from the fixed key STANDING_STATS_SEED, in bat
 training batch (training.batch_size / model.n_critic); each batch-norm layer's per-batch means and
 biased variances are averaged over the batches. This runs inside each call of those hooks (one
 compiled function each, at the cost of a training-mode pass of G per standing batch); generators
-without batch norm (the MLP, model.g_norm = "none") skip it. The key lives in gan_base_config, as
-only GAN generators have batch norm. Image grids: "samples" (fixed latents from
+without batch norm (the MLP, model.g_norm = "none") skip it. sampling.standing_stats_samples is a GAN
+key (genjax.gan.settings), as only GAN generators have batch norm. Image grids: "samples" (fixed latents from
 sampling.seed, so grids over training are comparable), "class_conditional" (one row per class,
 shared latents per column), "interpolations" (rows walking linearly between two latents).
 
-Config keys (see gan_base_config): model.network, model.latent_dim, model.g_features,
+Config keys (genjax.gan.settings): model.network, model.latent_dim, model.g_features,
 model.d_features, model.d_downsample, model.g_norm, model.d_norm, model.d_pooling,
 model.spectral_norm, model.leaky_slope, model.conditional, model.loss, model.n_critic,
 model.gradient_penalty, model.r1_gamma, model.g_ortho_reg, model.diffaugment, optim.d_lr,
@@ -57,60 +57,20 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
-from genjax.config import base_config
 from genjax.families import FAMILIES
 from genjax.families.base import Family
+from genjax.gan import settings
 from genjax.gan.diffaugment import diff_augment, parse_policy
 from genjax.gan.losses import LOSSES
-from genjax.gan.metrics import known_mixture, mode_statistics
 from genjax.gan.regularizers import gradient_penalty, orthogonal_regularization, r1_penalty
 from genjax.models.gan import GAN_NETWORKS
 from genjax.models.spectral_norm import SPECTRAL_COLLECTION
-from genjax.optim import make_optimizer, make_schedule
+from genjax.optim import make_optimizer
 from genjax.train_state import TrainState, apply_updates, ema_decay_at
 
 STANDING_STATS_SEED = 0  # the key of the latents that estimate G's standing batch-norm statistics
-
-
-def gan_base_config() -> ml_collections.ConfigDict:
-  """base_config() plus the GAN keys, with DCGAN-like defaults; configs override what differs."""
-  config = base_config()
-  config.family = "gan"
-  config.data.value_range = (-1.0, 1.0)
-
-  model = config.model
-  model.network = "dcgan"  # "mlp", "dcgan" or "resnet" (genjax.models.gan.GAN_NETWORKS)
-  model.latent_dim = 100
-  model.g_features = (256, 128, 64)  # MLP widths or conv channels, smallest resolution first
-  model.d_features = (64, 128, 256)
-  model.d_downsample = (True, True, True)  # resnet only: which D blocks halve the resolution
-  model.g_norm = "batch"  # dcgan: "batch" or "none" (resnet always uses batch norm in G)
-  model.d_norm = "batch"  # dcgan: "batch", "layer" or "none" (never batch with a gradient penalty)
-  model.d_pooling = "sum"  # resnet: global "sum" (SNGAN) or "mean" (WGAN-GP) pooling
-  model.spectral_norm = False  # spectral normalization of every D layer
-  model.leaky_slope = 0.2  # mlp/dcgan D activations
-  model.conditional = False  # class-conditional G (conditional BN) and projection D
-  model.loss = "non_saturating"  # minimax, non_saturating, least_squares, wasserstein, hinge
-  model.n_critic = 1  # D updates per G update; training.batch_size must be a multiple of it
-  model.gradient_penalty = 0.0  # WGAN-GP lambda (0 disables)
-  model.r1_gamma = 0.0  # R1 gamma (0 disables)
-  model.g_ortho_reg = 0.0  # BigGAN orthogonal regularization beta on G (0 disables)
-  model.diffaugment = ""  # e.g. "color,translation,cutout" ("" disables)
-
-  config.optim.b1 = 0.5
-  config.optim.b2 = 0.999
-  config.optim.lr = 2e-4  # generator
-  config.optim.d_lr = 2e-4  # discriminator
-  config.training.max_d_loss = 0.0  # stop when a critic update's loss exceeds this (0 disables)
-  config.sampling.truncation = 0.0  # sample z from N(0, I) truncated to [-t, t] (0 disables)
-  # latents that estimate G's batch-norm statistics for sampling, rounded up to whole batches of
-  # training.batch_size / model.n_critic (4 batches of 64 here: an estimate 4x less noisy than the
-  # per-batch statistics G trained with, at a fraction of the cost of sampling 1000 images)
-  config.sampling.standing_stats_samples = 256
-  return config
 
 
 class GANOptimizer(NamedTuple):
@@ -128,9 +88,11 @@ class GANOptimizer(NamedTuple):
 
 @FAMILIES.register("gan")
 class GANFamily(Family):
-  """See the module docstring for the training scheme and config keys."""
+  """See the module docstring for the training scheme; config keys in genjax.gan.settings."""
 
-  def __init__(self, config, info, example_shape):
+  add_defaults = staticmethod(settings.add_defaults)
+
+  def __init__(self, config, info, mesh):
     model = config.model
     self.loss_fns = LOSSES.get(model.loss)
     if model.n_critic < 1:
@@ -159,8 +121,9 @@ class GANFamily(Family):
         "has points. Set model.diffaugment=''."
       )
     self.num_classes = info.num_classes if model.conditional else 0
+    super().__init__(config, info, mesh)
     self.generator, self.discriminator = GAN_NETWORKS.get(model.network)(
-      model, tuple(example_shape), self.num_classes, info.is_image
+      model, self.example_shape, self.num_classes, info.is_image
     )
     z = jax.ShapeDtypeStruct((1, model.latent_dim), jnp.float32)
     labels = jax.ShapeDtypeStruct((1,), jnp.int32) if self.num_classes else None
@@ -171,30 +134,23 @@ class GANFamily(Family):
         "sampling.standing_stats_samples must be >= 1 for a generator with batch norm, got "
         f"{config.sampling.standing_stats_samples}."
       )
-    self.mixture = known_mixture(config.data.name)
-    super().__init__(config, info, example_shape)
 
   # --- optimizers -----------------------------------------------------------------------------
   def _d_updates(self) -> int:
     return self.config.training.num_train_steps * self.config.model.n_critic
 
-  def make_optimizer(self) -> GANOptimizer:
+  def make_optimizer(self):
+    """G's optimizer at optim.lr over num_train_steps updates, D's at optim.d_lr over its n_critic
+    updates per step; the logged rates are "lr" (G) and "d_lr" (D)."""
     optim, steps = self.config.optim, self.config.training.num_train_steps
-    return GANOptimizer(
-      generator=make_optimizer(optim, steps, lr=optim.lr),
-      discriminator=make_optimizer(optim, self._d_updates(), lr=optim.d_lr),
-    )
+    g_optimizer, g_schedule = make_optimizer(optim, steps, lr=optim.lr)
+    d_optimizer, d_schedule = make_optimizer(optim, self._d_updates(), lr=optim.d_lr)
+    accumulate, n_critic = max(optim.accumulate_steps, 1), self.config.model.n_critic
 
-  def _learning_rates(self, step: jax.Array) -> dict[str, jax.Array]:
-    optim = self.config.optim
-    accumulate = max(optim.accumulate_steps, 1)
-    d_optim = ml_collections.ConfigDict(optim.to_dict())
-    d_optim.lr = optim.d_lr
-    d_schedule = make_schedule(d_optim, self._d_updates())
-    return {
-      "lr": self.learning_rate(step),
-      "d_lr": d_schedule(step * self.config.model.n_critic // accumulate),
-    }
+    def learning_rates(step: jax.Array) -> dict[str, jax.Array]:
+      return {"lr": g_schedule(step // accumulate), "d_lr": d_schedule(step * n_critic // accumulate)}
+
+    return GANOptimizer(generator=g_optimizer, discriminator=d_optimizer), learning_rates
 
   # --- networks -------------------------------------------------------------------------------
   def _labels(self, batch: dict[str, jax.Array]) -> jax.Array | None:
@@ -347,13 +303,8 @@ class GANFamily(Family):
       (loss, (metrics, model_state)), grads = grad_fn(
         d_params, g_params, model_state, critic_batch, key
       )
-      view = state.replace(
-        params={"discriminator": d_params},
-        ema_params={"discriminator": d_params},
-        opt_state={"discriminator": d_opt_state},
-      )
       d_params, _, d_opt_state = apply_updates(
-        view, grads, self.optimizer.discriminator, 0.0, params_key="discriminator"
+        d_params, d_params, d_opt_state, grads, self.optimizer.discriminator, 0.0
       )
       metrics = {"d_loss": loss, **metrics, "d_grad_norm": optax.global_norm(grads)}
       return (d_params, d_opt_state, model_state), metrics
@@ -373,7 +324,8 @@ class GANFamily(Family):
     (g_loss, g_metrics), g_grads = grad_fn(g_params, d_params, model_state, g_rng, per_update)
     ema_decay = ema_decay_at(self.config.optim, state.step)  # one G update per step
     g_params, g_ema, g_opt_state = apply_updates(
-      state, g_grads, self.optimizer.generator, ema_decay, params_key="generator"
+      g_params, state.ema_params["generator"], state.opt_state["generator"], g_grads,
+      self.optimizer.generator, ema_decay,
     )
 
     metrics = {name: values.mean() for name, values in d_metrics.items()}
@@ -381,7 +333,7 @@ class GANFamily(Family):
       g_loss=g_loss,
       **g_metrics,
       g_grad_norm=optax.global_norm(g_grads),
-      **self._learning_rates(state.step),
+      **self.learning_rates(state.step),
     )
     metrics["d_loss_max"] = d_metrics["d_loss"].max()
     new_state = state.replace(
@@ -397,9 +349,7 @@ class GANFamily(Family):
   # --- evaluation and samples -----------------------------------------------------------------
   def eval_metrics(self, params, model_state, batch, rng):
     """Per example: D's logits on the real example (d_real) and on a generated one for the same
-    label (d_fake), generated as in `sample`; on the 2-D mixtures also high_quality (within 3 std
-    of a mode), mode_distance and modes_covered (of this batch's generated points, repeated per
-    example)."""
+    label (d_fake), generated as in `sample`."""
     labels = self._labels(batch)
     z = self._latents(rng, batch["x"].shape[0], self.config.sampling.truncation)
     fake = self.sampling_generator(params["generator"])(z, labels)
@@ -408,14 +358,6 @@ class GANFamily(Family):
       "d_real": self._discriminate(params["discriminator"], model_state, real, labels, False)[0],
       "d_fake": self._discriminate(params["discriminator"], model_state, fake, labels, False)[0],
     }
-    if self.mixture is not None:
-      modes, std = self.mixture
-      stats = mode_statistics(fake, modes, std)
-      metrics.update(
-        high_quality=stats["high_quality"],
-        mode_distance=stats["mode_distance"],
-        modes_covered=jnp.full(fake.shape[:1], stats["modes_covered"]),
-      )
     return metrics
 
   def sample(self, params, model_state, rng, num):

@@ -1,1 +1,1 @@
-"""GAN building blocks: adversarial losses, regularizers, DiffAugment and mode-coverage metrics."""
+"""GAN math: adversarial losses, regularizers, DiffAugment, and the family's config keys."""

@@ -1,1 +1,1 @@
-"""Networks (flax.linen modules), selected by `config.model.name` within each family."""
+"""Networks (flax.linen modules): models/<family>.py chooses one by `config.model.network`."""

@@ -1,0 +1,36 @@
+"""Diffusion networks, chosen by `model.network`: (model section, num_classes) -> a flax module
+(x [B, *shape], network time [B], labels [B] or None; train) -> [B, *shape]."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from genjax.models.score_mlp import ScoreMLP
+from genjax.models.unet import UNet
+from genjax.registry import Registry
+
+DIFFUSION_NETWORKS: Registry = Registry("diffusion network")
+
+
+@DIFFUSION_NETWORKS.register("unet")
+def unet(model: ml_collections.ConfigDict, num_classes: int) -> UNet:
+  return UNet(
+    channels=model.channels,
+    channel_mult=tuple(model.channel_mult),
+    num_res_blocks=model.num_res_blocks,
+    attention_resolutions=tuple(model.attention_resolutions),
+    dropout=model.dropout,
+    embedding=model.embedding,
+    fourier_scale=model.fourier_scale,
+    num_classes=num_classes,
+    resblock=model.resblock,
+    skip_rescale=model.skip_rescale,
+    groups=model.norm_groups,
+  )
+
+
+@DIFFUSION_NETWORKS.register("score_mlp")
+def score_mlp(model: ml_collections.ConfigDict, num_classes: int) -> ScoreMLP:
+  return ScoreMLP(
+    hidden=tuple(model.hidden), embedding_dim=model.embedding_dim, num_classes=num_classes
+  )

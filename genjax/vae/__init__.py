@@ -1,0 +1,1 @@
+"""VAE math: observation likelihoods p(x|z), the Gaussian KL, the IWAE bound, and the config keys."""
