@@ -10,7 +10,6 @@ from scipy.spatial.distance import cdist
 from genjax.evaluation.frechet import frechet_distance
 from genjax.evaluation.inception_score import ScoreSums, inception_score
 from genjax.evaluation.kid import kernel_inception_distance, unbiased_mmd2
-from genjax.evaluation.likelihood import nats_to_bits_per_dim
 from genjax.evaluation.prdc import precision_recall_density_coverage
 from genjax.evaluation.sample_metrics import parse_sample_metrics
 from genjax.evaluation.statistics import Moments, moments_all_at_once
@@ -176,11 +175,6 @@ def test_precision_and_recall_of_a_set_against_itself_are_one():
   assert result["precision"] == 1.0 and result["recall"] == 1.0 and result["coverage"] == 1.0
   far = precision_recall_density_coverage(features, features + 100.0, block_size=128)
   assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
-
-
-def test_nats_to_bits_per_dim():
-  # A uniform density over 256 grey levels per dimension: D * ln(256) nats = 8 bits/dim.
-  assert nats_to_bits_per_dim(784 * np.log(256.0), 784) == pytest.approx(8.0)
 
 
 def test_sample_metric_names_are_parsed_and_checked():

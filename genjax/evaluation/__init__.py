@@ -14,7 +14,7 @@ streaming.py        images -> features -> summaries, batch by batch
 reference.py        reference statistics cached with the hash of their protocol
 sample_metrics.py   the sample-metric registry; what `--mode=eval` computes from
                     eval.sample_metrics, and its protocol
-likelihood.py       conventions of the likelihood metrics (nats, bits/dim)
+likelihood.py       the eval-data statement the families' likelihood conventions share
 benchmark.py        feature-extraction throughput
 """
 

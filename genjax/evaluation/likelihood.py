@@ -1,26 +1,15 @@
-"""Shared pieces of the likelihood metrics' conventions, and unit conversions.
+"""The data statement shared by the likelihood metrics' conventions.
 
 Families report likelihood metrics per example through their `eval_metrics` hook; the runner
 averages them over the eval split. What a number means depends on conventions that papers often
 leave implicit (nats or bits, per example or per dimension, which discretization of the data, how
 many importance samples), so each family states them in its `metric_conventions` hook, next to the
 code that computes them, and the runner writes them into every eval protocol.
-
-bits/dim of a negative log-likelihood L (nats per example) over D dimensions: L / (D ln 2). For
-8-bit images modelled as continuous densities on [0, 1]^D (dequantized x = (k + u) / 256), the
-discrete NLL in bits/dim is L / (D ln 2) + 8 (the change of variables from [0, 256) to [0, 1)).
 """
 
 from __future__ import annotations
 
-import math
-
 import ml_collections
-
-
-def nats_to_bits_per_dim(nats: float, num_dims: int) -> float:
-  """A per-example negative log-likelihood in nats -> bits per dimension: nats / (D ln 2)."""
-  return nats / (num_dims * math.log(2.0))
 
 
 def eval_data_statement(data: ml_collections.ConfigDict) -> str:
