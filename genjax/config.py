@@ -58,6 +58,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.family = ""  # "vae", "gan", "diffusion" (genjax.families.family_config adds its keys)
 
+  # Fine-tuning (genjax.finetune): the parameters of a new run come from another run's checkpoint.
+  config.init_from = ""  # that run's --workdir ("": random initialisation)
+  config.init_step = 0  # its checkpoint step (0: the latest)
+  config.init_from_ema = True  # its EMA weights (False: its raw weights)
+  config.init_rules = ()  # allowed shape changes, e.g. ("extend_class_embedding",)
+
   config.data = data = ml_collections.ConfigDict()
   data.name = "mnist"  # tfds name, "synthetic_images" or a 2-D toy set (see genjax.data.datasets)
   data.train_split = "train"
@@ -91,6 +97,8 @@ def base_config() -> ml_collections.ConfigDict:
   optim.grad_clip_norm = 0.0  # 0 disables global-norm clipping
   optim.ema_decay = 0.0  # 0 disables the EMA of the parameters (then EMA params == params)
   optim.ema_warmup = "ramp"  # "ramp": decay min(ema_decay, (1+n)/(10+n)) at update n; "none"
+  optim.freeze = ()  # regexes of parameter paths ("encoder/Dense_0/", re.search) never updated
+  optim.lr_multipliers = ()  # ("regex=factor", ...): those parameters' learning rate times factor
   optim.accumulate_steps = 1  # >1: optax.MultiSteps, one update per this many micro-batches
 
   config.training = training = ml_collections.ConfigDict()

@@ -29,14 +29,14 @@ from clu import parameter_overview, periodic_actions
 from etils import epath
 
 import genjax
-from genjax import images, parallel
+from genjax import finetune, images, parallel
 from genjax.checkpoint import Checkpointer
 from genjax.config import check_renamed_keys
 from genjax.datasets import DatasetInfo, dataset_info
 from genjax.evaluation.sample_metrics import SampleMetricsEvaluator
 from genjax.families import get_family
 from genjax.input_pipeline import TrainData, eval_batches
-from genjax.optim import make_schedule
+from genjax.optim import check_groups, make_schedule
 from genjax.paths import as_path
 from genjax.train_state import TrainState, create_train_state
 from genjax.writers import make_writer
@@ -80,6 +80,8 @@ class Experiment:
     self.image_grids = jax.jit(self.family.image_grids, out_shardings=replicated)
     self.sample_fn = jax.jit(self.family.sample, static_argnums=3, out_shardings=replicated)
     self._init = jax.jit(self._init_state, out_shardings=replicated)
+    if config.optim.freeze or config.optim.lr_multipliers:
+      check_groups(self.abstract_state().params, config.optim.freeze, config.optim.lr_multipliers)
     self.checkpointer = Checkpointer(
       self.workdir, keep=config.training.keep_checkpoints, best_metric=config.training.keep_best_by,
       best_mode=config.training.best_mode, async_save=config.training.async_checkpoints,
@@ -121,6 +123,28 @@ class Experiment:
 
   def sample_params(self, state: TrainState) -> Any:
     return state.ema_params if self.config.sampling.use_ema else state.params
+
+
+def initial_state(experiment: Experiment) -> TrainState:
+  """The state a new run starts from: the family's initialisation, with the parameters of
+  config.init_from's checkpoint where they fit (genjax.finetune; the load table is logged and
+  written to <workdir>/init_from.json). The optimizer state, EMA and PRNG key start fresh."""
+  config = experiment.config
+  state = experiment.init_state()
+  if not config.init_from:
+    return state
+  source, step = finetune.read_source_params(
+    config.init_from, config.init_step, config.init_from_ema, config.family
+  )
+  table = finetune.InitTable(config.init_from, step, "EMA" if config.init_from_ema else "raw")
+  context = {"null_label_row": experiment.family.null_label_row}
+  params = finetune.initialise_params(state.params, source, config.init_rules, context, table)
+  finetune.write_table(experiment.workdir, table)
+  optimizer = experiment.family.optimizer
+  # Compiled, so that params and ema_params are distinct buffers (the train step donates both).
+  build = jax.jit(lambda p, m, r: create_train_state(p, m, optimizer, r),
+                  out_shardings=parallel.replicated(experiment.mesh))
+  return build(params, state.model_state, state.rng)
 
 
 # --- evaluation and outputs -----------------------------------------------------------------------
@@ -381,8 +405,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
     _warn_on_config_change(saved_config, step, config)
     _log_schedule_change(saved_config, step, config)
     logging.info("Resumed from the checkpoint at step %d.", step)
+    if config.init_from:
+      logging.info("config.init_from is not used: this workdir resumes its own checkpoint.")
   else:
-    state, step = experiment.init_state(), 0
+    state, step = initial_state(experiment), 0
     writer.write_hparams({k: v for k, v in _flat(config.to_dict()).items()})
   if step >= training.num_train_steps:
     logging.info("Step %d >= training.num_train_steps=%d: nothing to train.", step, training.num_train_steps)

@@ -46,6 +46,10 @@ LearningRates = Callable[[jax.Array], Metrics]  # micro-step -> {"lr": ..., ...}
 class Family:
   """Base class of model families; see the module docstring for the hook contract."""
 
+  # Whether the class-embedding tables of the family's networks end in a "no label" row
+  # (classifier-free guidance), which genjax.finetune keeps last when a table gains classes.
+  null_label_row = False
+
   def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, mesh: Mesh):
     self.config = config
     self.info = info

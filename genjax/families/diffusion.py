@@ -46,6 +46,7 @@ class DiffusionFamily(Family):
   """See the module docstring; config keys in genjax.diffusion.settings."""
 
   add_defaults = staticmethod(settings.add_defaults)
+  null_label_row = True
 
   def __init__(self, config, info, mesh):
     super().__init__(config, info, mesh)

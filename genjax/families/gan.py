@@ -143,8 +143,10 @@ class GANFamily(Family):
     """G's optimizer at optim.lr over num_train_steps updates, D's at optim.d_lr over its n_critic
     updates per step; the logged rates are "lr" (G) and "d_lr" (D)."""
     optim, steps = self.config.optim, self.config.training.num_train_steps
-    g_optimizer, g_schedule = make_optimizer(optim, steps, lr=optim.lr)
-    d_optimizer, d_schedule = make_optimizer(optim, self._d_updates(), lr=optim.d_lr)
+    g_optimizer, g_schedule = make_optimizer(optim, steps, lr=optim.lr, path_prefix="generator/")
+    d_optimizer, d_schedule = make_optimizer(
+      optim, self._d_updates(), lr=optim.d_lr, path_prefix="discriminator/"
+    )
     accumulate, n_critic = max(optim.accumulate_steps, 1), self.config.model.n_critic
 
     def learning_rates(step: jax.Array) -> dict[str, jax.Array]:
