@@ -75,3 +75,18 @@ def test_ema_of_a_short_run_tracks_the_raw_weights():
   assert raw < 0.03 and abs(ramped - raw) < 0.05  # 10 * 0.99^600 = 0.024
   _, constant = run("none")
   assert constant > 2.5  # mostly the initial weights
+
+
+def test_parameter_groups_freeze_and_scale_the_learning_rate_by_path():
+  """SGD with lr 1 and clipping: frozen gradients neither move their parameter nor count in the
+  clipping norm; a group's multiplier scales its step."""
+  optim = optim_config(name="sgd", momentum=0.0, lr=1.0, grad_clip_norm=5.0,
+                       freeze=("^frozen/",), lr_multipliers=("^slow/=0.5",))
+  optimizer, _ = make_optimizer(optim, num_train_steps=10, path_prefix="")
+  params = {"frozen": {"w": jnp.ones(2)}, "slow": {"w": jnp.ones(2)}, "fast": {"w": jnp.ones(2)}}
+  grads = {"frozen": {"w": jnp.full(2, 100.0)}, "slow": {"w": jnp.array([3.0, 0.0])},
+           "fast": {"w": jnp.array([0.0, 4.0])}}
+  params, _, _ = apply_updates(params, params, optimizer.init(params), grads, optimizer, 0.0)
+  np.testing.assert_array_equal(params["frozen"]["w"], [1.0, 1.0])
+  np.testing.assert_allclose(params["slow"]["w"], [1.0 - 0.5 * 3.0, 1.0])  # norm 5: no clipping
+  np.testing.assert_allclose(params["fast"]["w"], [1.0, 1.0 - 4.0])
