@@ -254,8 +254,9 @@ class Checkpointer:
         raise CheckpointMismatchError(
           f"The checkpoint at step {candidate} in {self.directory} does not fit this config: "
           f"{detail or 'another process found a different state'}. The checkpoints are left as they "
-          "are. Train this config in a new --workdir, or run the config the checkpoint was "
-          f"written with (saved in {self.directory / str(candidate) / 'config'})."
+          "are. Train this config in a new --workdir (add --config.init_from="
+          f"{self.directory.parent} to start it from these weights where they fit), or run the "
+          f"config the checkpoint was written with (saved in {self.directory / str(candidate) / 'config'})."
         )
       if self.read_only or step is not None:
         raise CheckpointUnreadableError(
