@@ -12,7 +12,8 @@ new conditioning branch); source parameters this run lacks are skipped. A parame
 differs is an error, unless a rule of config.init_rules adapts it. The optimizer state, the
 schedule, the EMA (set to the loaded parameters), the data position and the PRNG key start fresh:
 the new run is an ordinary run from step 0, and resumes itself like any other once it has a
-checkpoint (init_from is then ignored). What was loaded, adapted, new and skipped is logged and
+checkpoint (init_from is then ignored). A LoRA source (genjax.lora) gives its merged weights, so
+a run without LoRA initialised from it is its export. What was loaded, adapted, new and skipped is logged and
 written to <workdir>/init_from.json.
 """
 
@@ -24,12 +25,14 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 from flax import traverse_util
 
+from genjax import lora
 from genjax.checkpoint import Checkpointer
 from genjax.paths import as_path
 from genjax.registry import Registry
@@ -110,7 +113,8 @@ def read_source_params(init_from: str, step: int, use_ema: bool, family: str) ->
       raise InitFromError(
         f"config.init_step={step} is not a checkpoint of {init_from!r}; its steps are {steps}."
       )
-    saved_family = checkpointer.restored_config(chosen).get("family")
+    saved_config = checkpointer.restored_config(chosen)
+    saved_family = saved_config.get("family")
     if saved_family != family:
       raise InitFromError(
         f"config.init_from={init_from!r} is a {saved_family!r} run, but this config is a {family!r} "
@@ -128,7 +132,10 @@ def read_source_params(init_from: str, step: int, use_ema: bool, family: str) ->
     )["state"]
   finally:
     checkpointer.close()
-  return jax.device_get(restored["ema_params" if use_ema else "params"]), chosen
+  params = jax.device_get(restored["ema_params" if use_ema else "params"])
+  if lora.has_adapters(params):  # a LoRA run: its merged weights are its network's weights
+    params = lora.merge(params, lora.scale(ml_collections.ConfigDict(saved_config["model"])))
+  return params, chosen
 
 
 def initialise_params(

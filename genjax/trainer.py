@@ -29,7 +29,7 @@ from clu import parameter_overview, periodic_actions
 from etils import epath
 
 import genjax
-from genjax import finetune, images, parallel
+from genjax import finetune, images, lora, parallel
 from genjax.checkpoint import Checkpointer
 from genjax.config import check_renamed_keys
 from genjax.datasets import DatasetInfo, dataset_info
@@ -82,6 +82,10 @@ class Experiment:
     self._init = jax.jit(self._init_state, out_shardings=replicated)
     if config.optim.freeze or config.optim.lr_multipliers:
       check_groups(self.abstract_state().params, config.optim.freeze, config.optim.lr_multipliers)
+    if lora.enabled(config.model):
+      adapters, total = lora.trainable_fraction(self.abstract_state().params)
+      logging.info("LoRA rank %d: %d of %d parameters train (%.2f%%).", config.model.lora_rank,
+                   adapters, total, 100 * adapters / total)
     self.checkpointer = Checkpointer(
       self.workdir, keep=config.training.keep_checkpoints, best_metric=config.training.keep_best_by,
       best_mode=config.training.best_mode, async_save=config.training.async_checkpoints,
@@ -512,6 +516,40 @@ def evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: i
     experiment.checkpointer.close()
 
 
+def export_merged(config: ml_collections.ConfigDict, workdir: epath.PathLike,
+                  step: int | None = None) -> epath.Path:
+  """Writes <workdir>/merged: the LoRA run's checkpoint `step` (default: the latest) as a run of the
+  same config with model.lora_rank=0, whose params and EMA are the merged kernels (genjax.lora) and
+  whose optimizer state starts fresh. Sample, evaluate or fine-tune it like any run:
+  --workdir=<workdir>/merged --config.model.lora_rank=0. Returns that workdir."""
+  _check_config(config)
+  if not lora.enabled(config.model):
+    raise ValueError("--mode=export merges LoRA adapters; this config has model.lora_rank=0.")
+  data = TrainData(config, parallel.local_batch_size(config.training.batch_size))
+  experiment = Experiment(config, workdir, data.info, read_only=True)
+  state, step = experiment.restore(data.iterator, step)
+  plain = ml_collections.ConfigDict(config.to_dict())
+  plain.model.lora_rank, plain.init_from = 0, ""
+  target = Experiment(plain, experiment.workdir / "merged", data.info)
+  factor = lora.scale(config.model)
+  optimizer = target.family.optimizer
+
+  def merged_state(state: TrainState) -> TrainState:
+    params, ema_params = lora.merge(state.params, factor), lora.merge(state.ema_params, factor)
+    fresh = create_train_state(params, state.model_state, optimizer, state.rng)
+    return fresh.replace(step=state.step, ema_params=ema_params)
+
+  merged = jax.jit(merged_state, out_shardings=parallel.replicated(experiment.mesh))(state)
+  try:
+    target.checkpointer.save(step, merged, data.iterator, plain)
+    target.checkpointer.wait()
+  finally:
+    target.checkpointer.close()
+    experiment.checkpointer.close()
+  logging.info("Merged LoRA weights of step %d written to %s.", step, target.workdir)
+  return target.workdir
+
+
 def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int | None = None) -> list[epath.Path]:
   """Writes new grids (seed sampling.seed) and sampling.num_samples samples to
   samples/samples_<step>_seed<seed>.npz, drawn sampling.batch_size at a time (batch i with the key
@@ -591,5 +629,8 @@ def summary(config: ml_collections.ConfigDict) -> str:
     table = parameter_overview.get_parameter_overview(group, include_stats=False)
     lines += [f"{name}: {count:,} parameters", table]
   lines.append(f"total_params={total}")
+  if lora.enabled(config.model):
+    adapters, _ = lora.trainable_fraction(params)
+    lines.append(f"lora_trainable_params={adapters} ({adapters / total:.2%} of the parameters)")
   return "\n".join(lines)
 

@@ -91,6 +91,11 @@ def _add_network_defaults(model: ml_collections.ConfigDict) -> None:
   # score_mlp: genjax.models.score_mlp.ScoreMLP, for 2-D data
   model.hidden = (256, 256, 256)
   model.embedding_dim = 64
+  # LoRA (genjax.lora): rank r > 0 adds low-rank adapters to the dense kernels lora_targets selects
+  # (a regex; "" = every dense layer, incl. attention q/k/v/proj_out) and trains only them
+  model.lora_rank = 0
+  model.lora_alpha = 8.0  # the adapters' product is scaled by lora_alpha / lora_rank
+  model.lora_targets = ""
 
 
 def use_score_sde(config: ml_collections.ConfigDict, process: str) -> ml_collections.ConfigDict:

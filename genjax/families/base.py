@@ -33,6 +33,7 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
+from genjax import lora
 from genjax.datasets import DatasetInfo
 from genjax.input_pipeline import example_shape
 from genjax.optim import make_optimizer
@@ -79,7 +80,7 @@ class Family:
   def make_optimizer(self) -> tuple[Any, LearningRates]:
     """(optimizer, learning_rates): the optax optimizer of `train_step`, and the learning rates it
     applies at a micro-step, logged as train metrics."""
-    optim = self.config.optim
+    optim = lora.optim_config(self.config)
     optimizer, schedule = make_optimizer(optim, self.config.training.num_train_steps)
     return optimizer, lambda step: {"lr": schedule(step // max(optim.accumulate_steps, 1))}
 

@@ -6,6 +6,8 @@ Config (see genjax.diffusion.settings for every key and its default):
   model.network         unet | score_mlp; model.num_classes > 0 makes it class-conditional
   sampling.sampler      ancestral | ddim | pc | ode | heun | dpm_solver, sampling.num_steps
   sampling.guidance     classifier-free guidance weight (needs diffusion.label_dropout > 0)
+  model.lora_rank       > 0: LoRA adapters on the dense layers, the only parameters that train
+                        (genjax.lora; the network runs on the merged kernels)
   eval.likelihood       vlb (ddpm) | ode (continuous processes) | none
 
 Hooks:
@@ -31,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax import parallel
+from genjax import lora, parallel
 from genjax.diffusion import editing, likelihood, objectives, settings
 from genjax.diffusion.processes import make_process
 from genjax.diffusion.samplers import clipped_eps, make_sampler, network_evaluations
@@ -66,6 +68,7 @@ class DiffusionFamily(Family):
         "set model.num_classes and diffusion.label_dropout > 0 (e.g. 0.1)."
       )
     self.network = DIFFUSION_NETWORKS.get(config.model.network)(config.model, self.num_classes)
+    lora.check_config(config.model)
     self.sampler = make_sampler(config.sampling.sampler, self.process, config.sampling)
     self._check_likelihood()
 
@@ -88,6 +91,8 @@ class DiffusionFamily(Family):
   # --- the network as eps_fn ----------------------------------------------------------------------
   def _network(self, params, labels, train: bool = False, rng=None):
     rngs = {"dropout": rng} if train else {}
+    if lora.enabled(self.config.model):
+      params = lora.merge(params, lora.scale(self.config.model))
 
     def apply(x_in, time):
       return self.network.apply({"params": params}, x_in, time, labels, train=train, rngs=rngs)
@@ -125,7 +130,12 @@ class DiffusionFamily(Family):
     x = batch["x"]
     labels = jnp.zeros((x.shape[0],), jnp.int32) if self.num_classes else None
     time = self.process.network_time(jnp.full((x.shape[0],), self.process.t_max, jnp.float32))
-    return self.network.init(rng, x, time, labels)["params"], {}
+    params = self.network.init(rng, x, time, labels)["params"]
+    model = self.config.model
+    if lora.enabled(model):
+      adapter_rng = jax.random.fold_in(rng, 1)
+      params = lora.add_adapters(params, adapter_rng, model.lora_rank, model.lora_targets)
+    return params, {}
 
   def loss(self, params, model_state, batch, rng):
     label_rng, dropout_rng, loss_rng = jax.random.split(rng, 3)
