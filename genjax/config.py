@@ -79,6 +79,9 @@ def base_config() -> ml_collections.ConfigDict:
   data.num_threads = 2  # grain reader threads
   data.prefetch = 4  # batches prefetched by grain
   data.num_examples = 100_000  # size of generated datasets (2-D toys, synthetic images)
+  data.classes = ()  # keep only these labels, in every split (e.g. (5, 6, 7, 8, 9)); () keeps all
+  data.train_examples = 0  # >0: a fixed random subset of this many training examples (limited data)
+  data.subset_seed = 0  # the seed that draws that subset
   data.synthetic_shape = (32, 32, 3)  # [H, W, C] of "synthetic_images"
 
   config.model = ml_collections.ConfigDict()  # the family's network keys (its add_defaults)

@@ -101,14 +101,52 @@ GENERATED: Registry[Callable[[np.random.Generator, int, ml_collections.ConfigDic
 
 
 def load_source(data: ml_collections.ConfigDict, split: str, seed: int) -> ArraySource | TfdsSource:
-  """The examples of `split` ("train"/"test", or a tfds split string) for `data.name`.
+  """The examples of `split` ("train"/"test", or a tfds split string) for `data.name`, limited to
+  data.classes and, on the train split, to data.train_examples of them (`select_examples`).
 
   Generated datasets draw `data.num_examples` points from `seed` (a different stream per split).
   """
   if data.name in GENERATED:
     rng = np.random.default_rng([seed, 0 if split == data.train_split else 1])
-    return GENERATED.get(data.name)(rng, data.num_examples, data)
-  return _load_tfds(data, split)
+    source = GENERATED.get(data.name)(rng, data.num_examples, data)
+  else:
+    source = _load_tfds(data, split)
+  return select_examples(source, data, split)
+
+
+def select_examples(
+  source: ArraySource | TfdsSource, data: ml_collections.ConfigDict, split: str
+) -> ArraySource | TfdsSource:
+  """The examples whose label is in data.classes (every split; () keeps all), then, on
+  data.train_split only, a fixed random subset of data.train_examples of them (0 keeps all), drawn
+  with data.subset_seed and kept in dataset order: the limited-data setting of fine-tuning."""
+  classes = tuple(int(c) for c in data.classes)
+  train_subset = data.train_examples > 0 and split == data.train_split
+  if not classes and not train_subset:
+    return source
+  if not isinstance(source, ArraySource):
+    raise ValueError(
+      "data.classes and data.train_examples select examples in host memory: set "
+      "data.in_memory=True."
+    )
+  indices = np.arange(len(source))
+  if classes:
+    num_classes = source.info.num_classes
+    if not num_classes or not all(0 <= c < num_classes for c in classes):
+      raise ValueError(
+        f"data.classes={classes} must be labels of {data.name}, which has "
+        f"{num_classes or 'no'} classes (0..{max(num_classes - 1, 0)})."
+      )
+    indices = np.flatnonzero(np.isin(source.arrays["label"], classes))
+  if train_subset:
+    if data.train_examples > len(indices):
+      raise ValueError(
+        f"data.train_examples={data.train_examples} is more than the {len(indices)} training "
+        f"examples{' of data.classes' if classes else ''}."
+      )
+    chosen = np.random.default_rng(data.subset_seed).choice(indices, data.train_examples, replace=False)
+    indices = np.sort(chosen)
+  return ArraySource({key: value[indices] for key, value in source.arrays.items()}, source.info)
 
 
 def resolve_manual_dir(data: ml_collections.ConfigDict) -> str:

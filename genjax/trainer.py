@@ -169,7 +169,9 @@ def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float
     sums = experiment.eval_step(params, state.model_state, batch, jax.random.fold_in(rng, index))
     totals = {name: totals[name].merge(value) if name in totals else value for name, value in sums.items()}
   results = {f"eval/{name}": float(average.compute()) for name, average in totals.items()}
-  sample_results = experiment.sample_evaluator.run(experiment.family.sample, params, state.model_state)
+  family = experiment.family
+  sample_results = experiment.sample_evaluator.run(family.sample, params, state.model_state,
+                                                   family.sample_labels)
   return {**results, **{f"eval/{name}": value for name, value in sample_results.items()}}
 
 

@@ -108,3 +108,29 @@ def test_generated_datasets_are_deterministic(name):
   if name == "checkerboard":
     x = a.arrays["x"]
     assert np.all((np.floor(x[:, 0]) + np.floor(x[:, 1])) % 2 == 0)  # only dark squares
+
+
+def test_classes_and_train_examples_select_a_fixed_subset(tfds_dir):
+  config = mnist_config(tfds_dir, **{"data.classes": (5, 6, 7, 8, 9), "data.train_examples": 300})
+  train = load_source(config.data, "train", config.seed)
+  test = load_source(config.data, "test", config.seed)
+  full_test = load_source(mnist_config(tfds_dir).data, "test", config.seed)
+  assert len(train) == 300 and set(np.unique(train.arrays["label"])) == {5, 6, 7, 8, 9}
+  # The test split keeps every test image of those classes, and only them.
+  expected = np.isin(full_test.arrays["label"], (5, 6, 7, 8, 9)).sum()
+  assert len(test) == expected and set(np.unique(test.arrays["label"])) == {5, 6, 7, 8, 9}
+  again = load_source(config.data, "train", 99)  # the subset depends on data.subset_seed only
+  np.testing.assert_array_equal(train.arrays["x"], again.arrays["x"])
+  other = load_source(mnist_config(tfds_dir, **{"data.classes": (5, 6, 7, 8, 9),
+                                                "data.train_examples": 300,
+                                                "data.subset_seed": 1}).data, "train", 0)
+  assert not np.array_equal(train.arrays["label"], other.arrays["label"])
+  batch = next(TrainData(config, 100))
+  assert set(np.unique(batch["label"])) <= {5, 6, 7, 8, 9}
+
+
+def test_bad_class_selection_is_a_clear_error(tfds_dir):
+  with pytest.raises(ValueError, match=r"data.classes=\(3, 12\) must be labels of mnist.*0..9"):
+    load_source(mnist_config(tfds_dir, **{"data.classes": (3, 12)}).data, "test", 0)
+  with pytest.raises(ValueError, match="data.train_examples=70000 is more than the 60000"):
+    load_source(mnist_config(tfds_dir, **{"data.train_examples": 70_000}).data, "train", 0)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from genjax import parallel
 from genjax.config import base_config
-from genjax.datasets import EIGHT_GAUSSIANS, DatasetInfo, dataset_info
+from genjax.datasets import EIGHT_GAUSSIANS, DatasetInfo, dataset_info, load_source
 from genjax.evaluation.extractors import RawExtractor
 from genjax.evaluation.mode_coverage import mode_statistics
 from genjax.evaluation.reference import reference_protocol
@@ -117,3 +118,33 @@ def test_reference_protocol_hash_is_unchanged():
   assert (
     protocol_hash(protocol) == "0f028e92322eb44c0f443f9bf381e2ef431ad19bf6f13d199956e37e1f8235ba"
   )
+
+
+def test_accuracy_counts_samples_the_classifier_assigns_to_their_requested_label(load):
+  """Real MNIST test digits as 'samples' requested with their true labels score the classifier's
+  test accuracy; requested with shifted labels they score about nothing."""
+  config = load("ddpm_mnist.py:tiny", **{"eval.sample_metrics": ("mnist_accuracy",),
+                                         "eval.num_samples": 1000, "eval.sample_batch_size": 500,
+                                         "data.image_size": 0})
+  info = dataset_info(config.data)
+  test = load_source(config.data, "test", 0)
+  images = jnp.asarray(test.arrays["x"][:1000], jnp.float32) / 127.5 - 1.0
+  labels = jnp.asarray(test.arrays["label"][:1000])
+
+  evaluator = SampleMetricsEvaluator(config, info, parallel.make_mesh())
+  key = jax.random.key(config.eval.sample_seed)
+  # Both batches are drawn with keys fold_in(key, 0) and fold_in(key, 1); the sample function
+  # picks the matching half of the test images from the key's bits, as the label function does.
+  first = jax.random.key_data(jax.random.fold_in(key, 0))
+
+  def half(rng):
+    return jnp.where(jnp.all(jax.random.key_data(rng) == first), 0, 500)
+
+  sample = lambda params, model_state, rng, num: jax.lax.dynamic_slice_in_dim(images, half(rng), num)
+  true_labels = lambda rng, num: jax.lax.dynamic_slice_in_dim(labels, half(rng), num)
+  wrong_labels = lambda rng, num: (true_labels(rng, num) + 1) % 10
+  right = evaluator.run(sample, {}, {}, true_labels)["mnist_accuracy"]
+  wrong = evaluator.run(sample, {}, {}, wrong_labels)["mnist_accuracy"]
+  assert right > 0.97 and wrong < 0.03
+  with pytest.raises(ValueError, match="mnist_accuracy compare samples with the label"):
+    evaluator.run(sample, {}, {}, lambda rng, num: None)

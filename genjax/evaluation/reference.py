@@ -76,7 +76,20 @@ def reference_protocol(
     "pixels": CANONICAL_PIXELS,
     "feature_samples": eval_config.feature_samples,
     "extractor": extractor.describe(),
+    **_selection(data, eval_config.reference_split),
   }
+
+
+def _selection(data: ml_collections.ConfigDict, split: str) -> dict[str, Any]:
+  """The example selection of genjax.datasets.select_examples that applies to `split` (absent when
+  none does, so the protocol of whole splits is unchanged)."""
+  selection: dict[str, Any] = {}
+  if data.get("classes"):
+    selection["classes"] = [int(c) for c in data.classes]
+  if data.get("train_examples") and split == data.train_split:
+    selection["train_examples"] = int(data.train_examples)
+    selection["subset_seed"] = int(data.subset_seed)
+  return selection
 
 
 def default_reference_dir() -> Path:
@@ -205,7 +218,11 @@ def get_reference(
   eval.reference_dir, or computed (see compute_reference) and written there on first use;
   returns (stats, path)."""
   split = eval_config.reference_split
-  path = reference_path(eval_config.reference_dir, data.name, split, extractor.name)
+  selection = "".join(
+    f"_{key}{'-'.join(map(str, value)) if isinstance(value, list) else value}"
+    for key, value in _selection(data, split).items()
+  )  # a selection has its own file, e.g. mnist_classes5-6-7-8-9_test_mnist.npz
+  path = reference_path(eval_config.reference_dir, data.name + selection, split, extractor.name)
   expected = reference_protocol(data, eval_config, extractor)
   if path.is_file():
     return load_reference(path, expected), path

@@ -9,6 +9,8 @@ config.eval.sample_metrics lists names "<extractor>_<metric>" with extractor in 
          -> <ex>_precision, <ex>_recall, <ex>_density, <ex>_coverage
   modes  mode coverage of the dataset's Gaussian mixture (genjax.evaluation.mode_coverage)
          -> <ex>_high_quality, <ex>_mode_distance, <ex>_modes_covered
+  accuracy  class-conditional models: the fraction of samples the extractor's classifier assigns
+         to the label they were generated for (the family's sample_labels) -> <ex>_accuracy
 e.g. ("mnist_fid", "mnist_kid", "mnist_is", "mnist_prd"), or ("raw_modes",) on 8gaussians.
 A new metric is one SAMPLE_METRICS entry (a SampleMetric): the evaluator, scripts/evaluate.py and
 the protocol find everything about it there.
@@ -69,6 +71,7 @@ class SampleMetric:
   describe(context) -> how the numbers are made, for the protocol.
   needs_reference: the reference statistics of eval.reference_split are loaded for it.
   needs_logits: it needs the logits of all samples (FeatureAccumulator's `total`: Inception Score).
+  needs_labels: it needs the label each sample was generated for (class-conditional models).
   check(context): raises ValueError, when the evaluator is built, if the metric cannot apply.
   """
 
@@ -76,6 +79,7 @@ class SampleMetric:
   describe: Callable[[MetricContext], str]
   needs_reference: bool = True
   needs_logits: bool = False
+  needs_labels: bool = False
   check: Callable[[MetricContext], None] = _applies_to_any_data
 
 
@@ -192,6 +196,23 @@ SAMPLE_METRICS.register("modes")(
 )
 
 
+def _accuracy(fake, reference, context):
+  return {"accuracy": fake.accuracy}
+
+
+SAMPLE_METRICS.register("accuracy")(
+  SampleMetric(
+    compute=_accuracy,
+    describe=lambda context: (
+      "fraction of samples whose extractor-classifier argmax is the label they were generated "
+      "for (labels as the family's sample_labels draws them)"
+    ),
+    needs_reference=False,
+    needs_labels=True,
+  )
+)
+
+
 def parse_sample_metrics(names) -> dict[str, list[str]]:
   """("mnist_fid", "mnist_is") -> {"mnist": ["fid", "is"]}; unknown names raise ValueError."""
   groups: dict[str, list[str]] = {}
@@ -217,7 +238,7 @@ def check_sample_metrics(
     for kind in kinds:
       metric = SAMPLE_METRICS.get(kind)
       metric.check(context)
-      if metric.needs_logits and not extractors[name].num_classes:
+      if (metric.needs_logits or metric.needs_labels) and not extractors[name].num_classes:
         raise ValueError(
           f"Sample metric {name}_{kind} needs class logits, which the {name!r} extractor does not "
           "give."
@@ -286,13 +307,26 @@ class SampleMetricsEvaluator:
       if needs_reference(kinds)
     }
 
-  def run(self, sample_fn, params, model_state) -> dict[str, float]:
+  def run(self, sample_fn, params, model_state, label_fn=None) -> dict[str, float]:
     """Draws eval.num_samples samples with sample_fn(params, model_state, rng, num) -> [num, ...]
     in data.value_range (batch i with rng fold_in(key(eval.sample_seed), i)) and returns
-    {"<extractor>_<key>": value}; {} when eval.sample_metrics is empty."""
+    {"<extractor>_<key>": value}; {} when eval.sample_metrics is empty. label_fn(rng, num) -> the
+    [num] labels sample_fn conditions on with that rng, or None for an unconditional model (the
+    family's sample_labels); metrics with needs_labels require them."""
     if not self.groups:
       return {}
     config, ev = self.config, self.config.eval
+    wants_labels = [
+      f"{name}_{kind}" for name, kinds in self.groups.items() for kind in kinds
+      if SAMPLE_METRICS.get(kind).needs_labels
+    ]
+    labels_of = jax.jit(label_fn, static_argnums=1) if wants_labels and label_fn else None
+    if wants_labels and (labels_of is None or labels_of(jax.random.key(0), 1) is None):
+      raise ValueError(
+        f"Sample metric(s) {', '.join(wants_labels)} compare samples with the label they were "
+        "generated for: they need a class-conditional model (model.num_classes or "
+        "model.conditional)."
+      )
     batch_size = ev.sample_batch_size
     accumulators = {
       name: FeatureAccumulator(
@@ -305,10 +339,12 @@ class SampleMetricsEvaluator:
     sample = jax.jit(sample_fn, static_argnums=3, out_shardings=parallel.batch_sharded(self.mesh))
     key = jax.random.key(ev.sample_seed)
     for index in range(math.ceil(ev.num_samples / batch_size)):
-      images = sample(params, model_state, jax.random.fold_in(key, index), batch_size)
+      batch_key = jax.random.fold_in(key, index)
+      images = sample(params, model_state, batch_key, batch_size)
+      labels = labels_of(batch_key, batch_size) if labels_of else None
       mask = jnp.arange(batch_size) < ev.num_samples - index * batch_size
       for accumulator in accumulators.values():
-        accumulator.add(images, mask)
+        accumulator.add(images, mask, labels)
     results = {}
     for name, kinds in self.groups.items():
       reference = self.references[name][0] if name in self.references else None

@@ -30,18 +30,22 @@ from genjax.evaluation.statistics import Moments
 class _Sums:
   moments: Moments
   scores: ScoreSums
+  labelled: jax.Array  # rows that came with a requested label
+  correct: jax.Array  # of those, rows whose logits' argmax is that label
 
 
 @dataclasses.dataclass
 class FeatureSummary:
   """count; mean [D] and covariance [D, D] (float64); features [<= keep, D]; inception_score
-  (mean, std over splits) or None when no total was given."""
+  (mean, std over splits) or None when no total was given; accuracy: the fraction of labelled rows
+  the extractor's classifier assigns to their label, or None when no row had a label."""
 
   count: int
   mean: np.ndarray
   covariance: np.ndarray
   features: np.ndarray
   inception_score: tuple[float, float] | None
+  accuracy: float | None = None
 
 
 class FeatureAccumulator:
@@ -68,19 +72,23 @@ class FeatureAccumulator:
     self.sums = _Sums(
       Moments.empty(extractor.feature_dim),
       ScoreSums.empty(max(num_splits, 1), extractor.num_classes),
+      jnp.zeros((), jnp.float32),
+      jnp.zeros((), jnp.float32),
     )
     self.kept: list[np.ndarray] = []
     self.num_kept = 0
     self.num_seen = 0
     self._step = jax.jit(functools.partial(_accumulate, extractor, self.value_range, total))
 
-  def add(self, images, mask=None) -> None:
+  def add(self, images, mask=None, labels=None) -> None:
     """Adds images [B, H, W, C] (or points [B, D]); mask [B] (1 = real row, 0 = padding), all ones
-    by default."""
+    by default; labels [B]: the class each image was generated for (counted into `accuracy` when
+    the extractor has class logits)."""
     batch = images.shape[0]
     mask = jnp.ones((batch,), jnp.float32) if mask is None else mask
+    labels = jnp.full((batch,), -1, jnp.int32) if labels is None else labels
     self.sums, features, low, high, count = self._step(
-      self.extractor.variables, self.sums, images, mask, jnp.int32(self.num_seen)
+      self.extractor.variables, self.sums, images, mask, labels, jnp.int32(self.num_seen)
     )
     low, high, count = (float(v) for v in jax.device_get((low, high, count)))
     if count and self.value_range is not None:
@@ -104,11 +112,14 @@ class FeatureAccumulator:
       raise ValueError(
         f"Expected {self.total} {self.what} for the Inception Score splits, got {count}."
       )
-    return FeatureSummary(count, mean, covariance, features, score)
+    labelled, correct = (float(v) for v in jax.device_get((self.sums.labelled, self.sums.correct)))
+    accuracy = correct / labelled if labelled else None
+    return FeatureSummary(count, mean, covariance, features, score, accuracy)
 
 
-def _accumulate(extractor, value_range, total, variables, sums, images, mask, start):
-  """One batch: features, updated sums, and min/max/count of the real rows (for range checks)."""
+def _accumulate(extractor, value_range, total, variables, sums, images, mask, labels, start):
+  """One batch: features, updated sums, and min/max/count of the real rows (for range checks);
+  labels [B] (-1: none)."""
   mask = mask.astype(jnp.float32)
   features, logits = extractor.apply(variables, images, value_range)
   moments = sums.moments.update(features, mask)
@@ -119,4 +130,9 @@ def _accumulate(extractor, value_range, total, variables, sums, images, mask, st
   valid = mask.reshape((-1,) + (1,) * (images.ndim - 1)) > 0
   low = jnp.min(jnp.where(valid, images, jnp.inf))
   high = jnp.max(jnp.where(valid, images, -jnp.inf))
-  return _Sums(moments, scores), features, low, high, jnp.sum(mask)
+  labelled, correct = sums.labelled, sums.correct
+  if extractor.num_classes:
+    has_label = mask * (labels >= 0)
+    labelled = labelled + jnp.sum(has_label)
+    correct = correct + jnp.sum(has_label * (jnp.argmax(logits, axis=-1) == labels))
+  return _Sums(moments, scores, labelled, correct), features, low, high, jnp.sum(mask)

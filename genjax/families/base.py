@@ -13,6 +13,7 @@ config into networks and the few pure functions the runner compiles:
   loss(params, model_state, batch, rng)    -> (scalar loss, (metrics, new model_state))
   eval_metrics(params, model_state, batch, rng) -> {name: [B] per-example values}
   sample(params, model_state, rng, num)    -> [num, *example_shape] in data.value_range
+  sample_labels(rng, num)                  -> the [num] labels `sample` conditions on, or None
   image_grids(params, model_state, batch, rng) -> {name: [N, H, W, C] images in data.value_range}
   metric_conventions()                     -> {eval metric name: its units and protocol}
   benchmark_functions(params, model_state, batch, rng) -> {name: (fn, args, images per call)}
@@ -104,6 +105,11 @@ class Family:
   def check_training(self, summary: dict[str, float]) -> str | None:
     """Why training should stop (e.g. divergence), or None, from the train metrics since the last
     log step: means over the steps, except metrics named `*_max`, which are maxima."""
+    return None
+
+  def sample_labels(self, rng: jax.Array, num: int) -> jax.Array | None:
+    """The class labels [num] that `sample(params, model_state, rng, num)` conditions on, or None
+    for an unconditional model (class-conditional sample metrics compare samples with them)."""
     return None
 
   def image_grids(self, params, model_state, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:

@@ -20,7 +20,8 @@ Hooks:
                 bpd_ode  images, continuous processes: probability-flow ODE bits/dim with uniform
                          dequantization, + 8 - log2(range) (score_sde convention)
                 nll_ode  points: -log p(x) in nats from the probability-flow ODE
-  sample        sampling.sampler from the prior; class-conditional models get labels i mod classes
+  sample        sampling.sampler from the prior; class-conditional models get labels cycling
+                through the classes (data.classes when set)
   image_grids   samples; for images also inpainting (bottom half of eval images re-generated) and
                 SDEdit edits (eval images noised to sampling.edit_strength), each shown next to its
                 input
@@ -181,7 +182,14 @@ class DiffusionFamily(Family):
     return metrics
 
   def _sample_labels(self, num: int):
-    return jnp.arange(num, dtype=jnp.int32) % self.num_classes if self.num_classes else None
+    """Labels [num] cycling through the data's classes (data.classes, else all of them)."""
+    if not self.num_classes:
+      return None
+    classes = np.asarray(tuple(self.config.data.classes) or range(self.num_classes), np.int32)
+    return jnp.asarray(classes)[jnp.arange(num) % len(classes)]
+
+  def sample_labels(self, rng, num):
+    return self._sample_labels(num)
 
   def _finish(self, x):
     if self.info.is_image and self.config.sampling.clip_denoised:

@@ -57,6 +57,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from genjax.families import FAMILIES
@@ -159,8 +160,15 @@ class GANFamily(Family):
     return batch["label"] if self.num_classes else None
 
   def _uniform_labels(self, rng: jax.Array, shape: tuple[int, ...]) -> jax.Array | None:
-    """Class ids uniform over the classes, of `shape`; None when unconditional."""
-    return jax.random.randint(rng, shape, 0, self.num_classes) if self.num_classes else None
+    """Class ids of `shape` uniform over the data's classes (data.classes, else all of them);
+    None when unconditional."""
+    if not self.num_classes:
+      return None
+    classes = np.asarray(tuple(self.config.data.classes) or range(self.num_classes), np.int32)
+    return jnp.asarray(classes)[jax.random.randint(rng, shape, 0, len(classes))]
+
+  def sample_labels(self, rng, num):
+    return self._uniform_labels(jax.random.split(rng)[1], (num,))
 
   def init(self, rng, batch):
     g_rng, d_rng = jax.random.split(rng)
@@ -367,9 +375,9 @@ class GANFamily(Family):
 
   def _sample(self, generate: Callable, rng: jax.Array, num: int) -> jax.Array:
     """`num` samples [num, *example_shape] in data.value_range of `sampling_generator` G."""
-    z_rng, label_rng = jax.random.split(rng)
+    z_rng, _ = jax.random.split(rng)
     z = self._latents(z_rng, num, self.config.sampling.truncation)
-    return self._to_value_range(generate(z, self._uniform_labels(label_rng, (num,))))
+    return self._to_value_range(generate(z, self.sample_labels(rng, num)))
 
   def check_training(self, summary: dict[str, float]) -> str | None:
     max_d_loss = self.config.training.max_d_loss
