@@ -176,7 +176,7 @@ def gan(config, repeats: int, warmup: int, use_compile: bool = True) -> dict:
   from torch_networks import build_networks
 
   model = config.model
-  if model.r1_gamma > 0 or model.g_ortho_reg > 0 or model.diffaugment:
+  if model.r1_gamma > 0 or model.g_ortho_reg > 0 or model.augment != "none":
     raise ValueError("The PyTorch GAN reference implements neither r1_gamma, g_ortho_reg nor "
                      "diffaugment; set them to 0 / ''.")
   torch.manual_seed(0)

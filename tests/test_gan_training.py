@@ -160,7 +160,7 @@ def test_class_conditional_sngan_adds_conditional_bn_and_projection(load):
   "name, overrides",
   [
     ("sngan_cifar10.py:tiny", {"model.conditional": True}),
-    ("wgan_gp_cifar10.py:tiny", {"model.diffaugment": "color,translation,cutout"}),
+    ("wgan_gp_cifar10.py:tiny", {"model.augment": "diffaugment"}),
   ],
 )
 def test_cifar_configs_train_on_synthetic_images(load, tmp_path, name, overrides):

@@ -18,7 +18,15 @@ generator update:
   * G update: L_G = loss.generator(D(aug(G(z)))) + g_ortho_reg * orthogonal_regularization(G).
   * Two time-scale learning rates: optim.lr for G and optim.d_lr for D (same optimizer kind and
     schedule; D's schedule counts its own n_critic updates per step).
-  * aug is DiffAugment (model.diffaugment) or the identity.
+  * aug is chosen by model.augment: "none" (the identity), "diffaugment" (DiffAugment, Zhao et al.
+    2020, policy model.diffaugment) or "ada" (adaptive discriminator augmentation, Karras et al.
+    2020, genjax.gan.ada: pipeline model.ada_pipeline, each augmentation applied with probability
+    p). Both are differentiable, so G's gradient passes through them, and both apply to every
+    image D sees, real or fake, so they do not leak into G's samples (ADA: while p < 0.8).
+  * ADA's p lives in model_state["ada"] (checkpointed with the run, starting at 0): after every
+    D update the batch mean of sign(D(aug(x))) on reals feeds genjax.gan.ada.ada_update, which every
+    model.ada_interval updates moves p by sign(r_t - model.ada_target) * (images in those updates)
+    / (model.ada_kimg * 1000). Logged: ada_p and ada_rt (the overfitting heuristic r_t).
   * Conditional models (model.conditional) train D on real images with their labels and on fakes
     generated for those same labels; the generator update draws labels uniformly.
   * Divergence guard: with training.max_d_loss > 0, `check_training` stops the run (keeping the
@@ -45,7 +53,8 @@ shared latents per column), "interpolations" (rows walking linearly between two 
 Config keys (genjax.gan.settings): model.network, model.latent_dim, model.g_features,
 model.d_features, model.d_downsample, model.g_norm, model.d_norm, model.d_pooling,
 model.spectral_norm, model.leaky_slope, model.conditional, model.loss, model.n_critic,
-model.gradient_penalty, model.r1_gamma, model.g_ortho_reg, model.diffaugment, optim.d_lr,
+model.gradient_penalty, model.r1_gamma, model.g_ortho_reg, model.augment, model.diffaugment,
+model.ada_pipeline, model.ada_target, model.ada_interval, model.ada_kimg, optim.d_lr,
 training.max_d_loss, sampling.truncation, sampling.standing_stats_samples.
 """
 
@@ -63,7 +72,8 @@ import optax
 from genjax.families import FAMILIES
 from genjax.families.base import Family
 from genjax.gan import settings
-from genjax.gan.diffaugment import diff_augment, parse_policy
+from genjax.gan.ada import ada_augment, ada_init_state, ada_update, parse_pipeline
+from genjax.gan.diffaugment import DEFAULT_DIFFAUGMENT_POLICY, diff_augment, parse_policy
 from genjax.gan.losses import LOSSES
 from genjax.gan.regularizers import gradient_penalty, orthogonal_regularization, r1_penalty
 from genjax.models.gan import GAN_NETWORKS
@@ -71,6 +81,8 @@ from genjax.models.spectral_norm import SPECTRAL_COLLECTION
 from genjax.optim import make_optimizer
 from genjax.train_state import TrainState, apply_updates, ema_decay_at
 
+AUGMENTS = ("none", "diffaugment", "ada")  # model.augment
+ADA_STATE = "ada"  # model_state key of ADA's p and r_t accumulators (genjax.gan.ada.AdaState)
 STANDING_STATS_SEED = 0  # the key of the latents that estimate G's standing batch-norm statistics
 
 
@@ -115,11 +127,27 @@ class GANFamily(Family):
         "A gradient penalty needs a critic whose examples do not interact: set model.d_norm to "
         "'layer' or 'none' instead of 'batch' (Gulrajani et al. 2017, Sec. 4)."
       )
-    self.augment_policy = parse_policy(model.diffaugment)
-    if self.augment_policy and not info.is_image:
+    if model.augment not in AUGMENTS:
+      raise ValueError(f"Unknown model.augment {model.augment!r}; use {', '.join(AUGMENTS)}.")
+    if model.augment != "none" and not info.is_image:
       raise ValueError(
-        f"model.diffaugment={model.diffaugment!r} needs images; data.name={config.data.name!r} "
-        "has points. Set model.diffaugment=''."
+        f"model.augment={model.augment!r} needs images; data.name={config.data.name!r} has points. "
+        "Set model.augment='none'."
+      )
+    if model.diffaugment and model.augment != "diffaugment":
+      raise ValueError(
+        f"model.diffaugment={model.diffaugment!r} is DiffAugment's policy, which applies only with "
+        f"model.augment='diffaugment' (model.augment is {model.augment!r}). Set "
+        "--config.model.augment=diffaugment, or model.diffaugment=''."
+      )
+    self.diffaugment_policy = ()
+    if model.augment == "diffaugment":
+      self.diffaugment_policy = parse_policy(model.diffaugment or DEFAULT_DIFFAUGMENT_POLICY)
+    self.ada_pipeline = parse_pipeline(model.ada_pipeline) if model.augment == "ada" else ()
+    if model.augment == "ada" and (model.ada_interval < 1 or model.ada_kimg <= 0):
+      raise ValueError(
+        f"ADA needs model.ada_interval >= 1 and model.ada_kimg > 0, got {model.ada_interval} and "
+        f"{model.ada_kimg}."
       )
     self.num_classes = info.num_classes if model.conditional else 0
     super().__init__(config, info, mesh)
@@ -177,6 +205,8 @@ class GANFamily(Family):
     g_variables = self.generator.init(g_rng, z, labels)
     d_variables = self.discriminator.init(d_rng, batch["x"], labels, update_stats=False)
     model_state = {k: v for k, v in d_variables.items() if k == SPECTRAL_COLLECTION}
+    if self.ada_pipeline:
+      model_state[ADA_STATE] = ada_init_state()
     return {"generator": g_variables["params"], "discriminator": d_variables["params"]}, model_state
 
   def _latents(self, rng: jax.Array, num: int, truncation: float = 0.0) -> jax.Array:
@@ -226,17 +256,24 @@ class GANFamily(Family):
     self, d_params, model_state, x, labels, update_stats: bool
   ) -> tuple[jax.Array, Any]:
     """D(x, labels) [B] and the model_state with the power-iteration vectors it moved."""
+    network_state = {k: v for k, v in model_state.items() if k != ADA_STATE}
     logits, updates = self.discriminator.apply(
-      {"params": d_params, **model_state},
+      {"params": d_params, **network_state},
       x,
       labels,
       update_stats=update_stats,
       mutable=["batch_stats", SPECTRAL_COLLECTION],
     )
-    return logits, {k: v for k, v in updates.items() if k == SPECTRAL_COLLECTION}
+    moved = {k: v for k, v in updates.items() if k == SPECTRAL_COLLECTION}
+    return logits, {**model_state, **moved}
 
-  def _augment(self, x: jax.Array, rng: jax.Array) -> jax.Array:
-    return diff_augment(x, rng, self.augment_policy) if self.augment_policy else x
+  def _augment(self, x: jax.Array, rng: jax.Array, model_state) -> jax.Array:
+    """model.augment applied to images D is about to see (ADA with the p of model_state)."""
+    if self.diffaugment_policy:
+      return diff_augment(x, rng, self.diffaugment_policy)
+    if self.ada_pipeline:
+      return ada_augment(x, rng, model_state[ADA_STATE]["p"], self.ada_pipeline)
+    return x
 
   def _to_value_range(self, x: jax.Array) -> jax.Array:
     """Generator images in [-1, 1] -> data.value_range (points are left as they are)."""
@@ -261,12 +298,14 @@ class GANFamily(Family):
     fake = jax.lax.stop_gradient(
       self._generate(g_params, self._latents(z_rng, real.shape[0]), labels)
     )
-    real, fake = self._augment(real, real_aug_rng), self._augment(fake, fake_aug_rng)
+    real = self._augment(real, real_aug_rng, model_state)
+    fake = self._augment(fake, fake_aug_rng, model_state)
     d_real, model_state = self._discriminate(d_params, model_state, real, labels, update_stats=True)
     d_fake, model_state = self._discriminate(d_params, model_state, fake, labels, update_stats=True)
     adversarial = self.loss_fns.discriminator(d_real, d_fake)
     loss = adversarial
-    metrics = {"d_adversarial": adversarial, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
+    metrics = {"d_adversarial": adversarial, "d_real": d_real.mean(), "d_fake": d_fake.mean(),
+               "d_real_sign": jnp.sign(d_real).mean()}
 
     def critic(x):
       return self._discriminate(d_params, model_state, x, labels, update_stats=False)[0]
@@ -284,7 +323,8 @@ class GANFamily(Family):
     """L_G for `num` fresh latents (labels uniform when conditional); returns (loss, metrics)."""
     z_rng, label_rng, aug_rng = jax.random.split(rng, 3)
     labels = self._uniform_labels(label_rng, (num,))
-    fake = self._augment(self._generate(g_params, self._latents(z_rng, num), labels), aug_rng)
+    fake = self._generate(g_params, self._latents(z_rng, num), labels)
+    fake = self._augment(fake, aug_rng, model_state)
     d_fake, _ = self._discriminate(d_params, model_state, fake, labels, update_stats=False)
     adversarial = self.loss_fns.generator(d_fake)
     loss, metrics = adversarial, {"g_adversarial": adversarial}
@@ -317,6 +357,14 @@ class GANFamily(Family):
         d_params, d_params, d_opt_state, grads, self.optimizer.discriminator, 0.0
       )
       metrics = {"d_loss": loss, **metrics, "d_grad_norm": optax.global_norm(grads)}
+      if self.ada_pipeline:
+        model = self.config.model
+        ada_state, metrics["ada_rt"] = ada_update(
+          model_state[ADA_STATE], metrics["d_real_sign"], target=model.ada_target,
+          interval=model.ada_interval, images_per_update=per_update, speed_kimg=model.ada_kimg,
+        )
+        model_state = {**model_state, ADA_STATE: ada_state}
+        metrics["ada_p"] = ada_state["p"]
       return (d_params, d_opt_state, model_state), metrics
 
     carry = (state.params["discriminator"], state.opt_state["discriminator"], state.model_state)

@@ -2,8 +2,9 @@
 
 The same random transform family is applied to real and generated images, in both the
 discriminator and the generator update, so D cannot tell them apart by the augmentation and G gets
-gradients through it. Images x [B, H, W, C], ideally in [-1, 1]. Policies (comma separated in
-`model.diffaugment`, applied in the order given):
+gradients through it. Images x [B, H, W, C], ideally in [-1, 1]. With model.augment =
+"diffaugment", the policy is `model.diffaugment` (comma separated, applied in the order given; ""
+means DEFAULT_DIFFAUGMENT_POLICY):
 
   color        brightness x + (u - 1/2), saturation (x - mean_c) * 2u + mean_c,
                contrast (x - mean) * (u + 1/2) + mean; a fresh u ~ U[0, 1) per example each
@@ -23,6 +24,7 @@ from genjax.registry import Registry
 Augmentation = Callable[[jax.Array, jax.Array], jax.Array]
 AUGMENTATIONS: Registry[Augmentation] = Registry("DiffAugment policy")
 
+DEFAULT_DIFFAUGMENT_POLICY = "color,translation,cutout"  # the paper's choice for small data
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
 

@@ -26,7 +26,13 @@ def add_defaults(config: ml_collections.ConfigDict) -> None:
   model.gradient_penalty = 0.0  # WGAN-GP lambda (0 disables)
   model.r1_gamma = 0.0  # R1 gamma (0 disables)
   model.g_ortho_reg = 0.0  # BigGAN orthogonal regularization beta on G (0 disables)
-  model.diffaugment = ""  # e.g. "color,translation,cutout" ("" disables)
+  # Augmentation of every image D sees: "none", "diffaugment" or "ada" (genjax.families.gan)
+  model.augment = "none"
+  model.diffaugment = ""  # DiffAugment's policy, e.g. "color,cutout" ("": color,translation,cutout)
+  model.ada_pipeline = "bgc"  # ADA: a pipeline of genjax.gan.ada.ADA_PIPELINES or a list of stages
+  model.ada_target = 0.6  # ADA: the r_t = E[sign(D(real))] that p is steered to
+  model.ada_interval = 4  # ADA: D updates between adjustments of p
+  model.ada_kimg = 500.0  # ADA: thousands of real images over which p can move from 0 to 1
 
   config.optim.b1 = 0.5
   config.optim.b2 = 0.999
