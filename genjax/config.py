@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.init_step = 0  # its checkpoint step (0: the latest)
   config.init_from_ema = True  # its EMA weights (False: its raw weights)
   config.init_rules = ()  # allowed shape changes, e.g. ("extend_class_embedding",)
+  config.init_include = ""  # a regex: load only these parameter paths, e.g. "^generator/" ("": all)
 
   config.data = data = ml_collections.ConfigDict()
   data.name = "mnist"  # tfds name, "synthetic_images" or a 2-D toy set (see genjax.data.datasets)
@@ -82,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
   data.classes = ()  # keep only these labels, in every split (e.g. (5, 6, 7, 8, 9)); () keeps all
   data.train_examples = 0  # >0: a fixed random subset of this many training examples (limited data)
   data.subset_seed = 0  # the seed that draws that subset
+  data.subset_complement = False  # True: train on the examples NOT in that subset (pre-training)
   data.synthetic_shape = (32, 32, 3)  # [H, W, C] of "synthetic_images"
 
   config.model = ml_collections.ConfigDict()  # the family's network keys (its add_defaults)

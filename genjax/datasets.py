@@ -119,7 +119,9 @@ def select_examples(
 ) -> ArraySource | TfdsSource:
   """The examples whose label is in data.classes (every split; () keeps all), then, on
   data.train_split only, a fixed random subset of data.train_examples of them (0 keeps all), drawn
-  with data.subset_seed and kept in dataset order: the limited-data setting of fine-tuning."""
+  with data.subset_seed and kept in dataset order: the limited-data setting of fine-tuning. With
+  data.subset_complement the train split keeps the other examples instead (pre-training on data
+  disjoint from the fine-tuning subset)."""
   classes = tuple(int(c) for c in data.classes)
   train_subset = data.train_examples > 0 and split == data.train_split
   if not classes and not train_subset:
@@ -145,7 +147,7 @@ def select_examples(
         f"examples{' of data.classes' if classes else ''}."
       )
     chosen = np.random.default_rng(data.subset_seed).choice(indices, data.train_examples, replace=False)
-    indices = np.sort(chosen)
+    indices = np.setdiff1d(indices, chosen) if data.subset_complement else np.sort(chosen)
   return ArraySource({key: value[indices] for key, value in source.arrays.items()}, source.info)
 
 

@@ -4,6 +4,8 @@
   config.init_step        its step (0: the latest)
   config.init_from_ema    take its EMA weights (True) or its raw weights
   config.init_rules       named rules that allow a shape difference (INIT_RULES)
+  config.init_include     a regex: only the parameter paths it selects are loaded ("": all), e.g.
+                          "^generator/" for a GAN whose discriminator starts fresh
 Freezing (optim.freeze) and per-group learning rates (optim.lr_multipliers) live in genjax.optim.
 
 Initialising: every parameter whose path and shape match a parameter of the source is loaded (cast
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -78,11 +81,13 @@ class InitTable:
   adapted: list[str] = dataclasses.field(default_factory=list)  # "path: rule, old -> new shape"
   new: list[str] = dataclasses.field(default_factory=list)
   skipped: list[str] = dataclasses.field(default_factory=list)
+  not_selected: list[str] = dataclasses.field(default_factory=list)  # outside config.init_include
 
   def render(self) -> str:
     lines = [f"Initialised from {self.source} step {self.step} ({self.weights} weights):"]
     for title, entries in (("loaded", self.loaded), ("adapted", self.adapted),
-                           ("new (fresh init)", self.new), ("skipped (not in this model)", self.skipped)):
+                           ("new (fresh init)", self.new), ("skipped (not in this model)", self.skipped),
+                           ("not selected by config.init_include (fresh init)", self.not_selected)):
       lines.append(f"  {title}: {len(entries)}")
       lines += [f"    {entry}" for entry in entries]
     return "\n".join(lines)
@@ -139,15 +144,26 @@ def read_source_params(init_from: str, step: int, use_ema: bool, family: str) ->
 
 
 def initialise_params(
-  params, source, rules: tuple[str, ...], context: dict[str, Any], table: InitTable
+  params, source, rules: tuple[str, ...], context: dict[str, Any], table: InitTable,
+  include: str = "",
 ) -> Any:
   """`params` (this run's fresh parameters) with every matching source parameter loaded; fills
-  `table`. Raises InitFromError for a shape difference no rule in `rules` adapts."""
+  `table`. Only paths that the regex `include` selects (re.search; "" selects all) are considered,
+  e.g. "^generator/" to take only a GAN's generator. Raises InitFromError for a shape difference no
+  rule in `rules` adapts, and for an `include` that selects nothing."""
   fresh, old = _flat(jax.device_get(params)), _flat(source)
   rule_fns = [(name, INIT_RULES.get(name)) for name in rules]
+  if include and not any(re.search(include, path) for path in fresh):
+    raise InitFromError(
+      f"config.init_include={include!r} selects no parameter. Parameter paths: {', '.join(fresh)}."
+    )
   result = {}
   for path, value in fresh.items():
     value = np.asarray(value)
+    if include and not re.search(include, path):
+      table.not_selected.append(f"{path} {list(value.shape)}")
+      result[path] = value
+      continue
     if path not in old:
       table.new.append(f"{path} {list(value.shape)}")
       result[path] = value
@@ -169,7 +185,8 @@ def initialise_params(
         f"{list(value.shape)} in this config. Change the config to match, or allow it with a rule "
         f"in config.init_rules (valid rules: {', '.join(INIT_RULES.names())})."
       )
-  table.skipped = [f"{path} {list(np.shape(old[path]))}" for path in old if path not in fresh]
+  table.skipped = [f"{path} {list(np.shape(old[path]))}" for path in old
+                   if path not in fresh and (not include or re.search(include, path))]
   return traverse_util.unflatten_dict(result, sep="/")
 
 

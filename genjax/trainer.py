@@ -142,7 +142,8 @@ def initial_state(experiment: Experiment) -> TrainState:
   )
   table = finetune.InitTable(config.init_from, step, "EMA" if config.init_from_ema else "raw")
   context = {"null_label_row": experiment.family.null_label_row}
-  params = finetune.initialise_params(state.params, source, config.init_rules, context, table)
+  params = finetune.initialise_params(state.params, source, config.init_rules, context, table,
+                                      config.init_include)
   finetune.write_table(experiment.workdir, table)
   optimizer = experiment.family.optimizer
   # Compiled, so that params and ema_params are distinct buffers (the train step donates both).

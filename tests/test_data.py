@@ -134,3 +134,14 @@ def test_bad_class_selection_is_a_clear_error(tfds_dir):
     load_source(mnist_config(tfds_dir, **{"data.classes": (3, 12)}).data, "test", 0)
   with pytest.raises(ValueError, match="data.train_examples=70000 is more than the 60000"):
     load_source(mnist_config(tfds_dir, **{"data.train_examples": 70_000}).data, "train", 0)
+
+
+def test_subset_complement_is_the_rest_of_the_training_split(tfds_dir):
+  chosen = mnist_config(tfds_dir, **{"data.train_examples": 1000})
+  rest = mnist_config(tfds_dir, **{"data.train_examples": 1000, "data.subset_complement": True})
+  few, many = load_source(chosen.data, "train", 0), load_source(rest.data, "train", 0)
+  assert len(few) == 1000 and len(many) == 59_000
+  everything = load_source(mnist_config(tfds_dir).data, "train", 0).arrays["x"]
+  flat = lambda x: {row.tobytes() for row in x.reshape(len(x), -1)}
+  assert flat(few.arrays["x"]) | flat(many.arrays["x"]) == flat(everything)
+  assert len(flat(few.arrays["x"]) & flat(many.arrays["x"])) <= 5  # MNIST repeats a few digits

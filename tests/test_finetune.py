@@ -127,3 +127,16 @@ def test_a_fine_tuned_run_resumes_exactly(load, pretrained, tmp_path):
   a, _ = restored(straight, tmp_path / "straight")
   b, _ = restored(straight, tmp_path / "split")
   assert_same_tree(a, b)
+
+
+def test_init_include_loads_only_the_selected_paths():
+  fresh = {"generator": {"w": np.zeros(2, np.float32)}, "discriminator": {"w": np.zeros(2, np.float32)}}
+  source = {"generator": {"w": np.ones(2, np.float32)}, "discriminator": {"w": np.ones(2, np.float32)}}
+  table = finetune.InitTable("src", 1, "EMA")
+  params = finetune.initialise_params(fresh, source, (), {}, table, include="^generator/")
+  np.testing.assert_array_equal(params["generator"]["w"], 1.0)
+  np.testing.assert_array_equal(params["discriminator"]["w"], 0.0)
+  assert table.loaded == ["generator/w [2]"] and table.not_selected == ["discriminator/w [2]"]
+  assert table.skipped == []
+  with pytest.raises(finetune.InitFromError, match="selects no parameter.*generator/w"):
+    finetune.initialise_params(fresh, source, (), {}, table, include="^encoder/")

@@ -89,6 +89,8 @@ def _selection(data: ml_collections.ConfigDict, split: str) -> dict[str, Any]:
   if data.get("train_examples") and split == data.train_split:
     selection["train_examples"] = int(data.train_examples)
     selection["subset_seed"] = int(data.subset_seed)
+    if data.get("subset_complement"):
+      selection["subset_complement"] = True
   return selection
 
 
