@@ -3,7 +3,7 @@ generator pre-trained on the other 59,000 images.
 
 The DCGAN of dcgan_mnist.py (non-saturating loss, Adam 2e-4, batch 64) trains on a fixed random
 1,000 of the 60,000 training images (data.train_examples, data.subset_seed 0) for 1,500 steps,
-about 96 passes over them: the discriminator memorises them. model.augment chooses what D sees:
+64 passes over them: the discriminator memorises them. model.augment chooses what D sees:
 "none", "diffaugment" (color, translation, cutout) or "ada" (the "bgc" pipeline; p steered so
 that r_t = E[sign D(real)] stays at 0.6, adjusted every 4 D updates; model.ada_kimg = 100 lets p
 move from 0 to 1 in 100k images, i.e. within this short run, where the paper's 500k is sized for
@@ -43,7 +43,7 @@ def get_config(arg: str = ""):
 
   training = config.training
   training.batch_size = 64
-  training.num_train_steps = 1500
+  training.num_train_steps = 1000
   training.log_every = 100
   training.checkpoint_every = 500
   training.max_d_loss = 100.0
@@ -57,7 +57,7 @@ def get_config(arg: str = ""):
   parts = arg.split(",") if arg else []
   if "pretrain" in parts:
     config.data.subset_complement = True
-    training.num_train_steps = 2000
+    training.num_train_steps = 1500
   if "tiny" in parts:  # seconds: the test of the whole path
     model.g_features, model.d_features = (32, 16, 8), (8, 16, 32)
     training.num_train_steps, training.log_every, training.checkpoint_every = 4, 2, 4

@@ -12,7 +12,8 @@ so the adapted network starts as the base one. The network always runs on `merge
 
 with the adapters dropped, which is exactly the base network's tree. Only the adapters train: the
 family freezes every other parameter (genjax.optim's zero update, so the base stays bitwise
-unchanged). Because the merged tree is an ordinary one, the merged weights are the export: a run
+unchanged), except those model.lora_also_train selects (e.g. "Embed_" for a new class embedding).
+Because the merged tree is an ordinary one, the merged weights are the export: a run
 with model.lora_rank = 0 initialised from a LoRA run (config.init_from) loads them (genjax.finetune
 merges the source's adapters), and samples exactly as the LoRA run does.
 
@@ -109,11 +110,14 @@ def trainable_fraction(params) -> tuple[int, int]:
 
 
 def optim_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """config.optim, with every parameter but the adapters frozen when LoRA is enabled."""
+  """config.optim, with every parameter but the adapters (and those the regex
+  model.lora_also_train selects, e.g. a new class embedding) frozen when LoRA is enabled."""
   if not enabled(config.model):
     return config.optim
   optim = ml_collections.ConfigDict(config.optim.to_dict())
-  optim.freeze = (*optim.freeze, FREEZE_ALL_BUT_ADAPTERS)
+  also_train = config.model.get("lora_also_train", "")
+  frozen = FREEZE_ALL_BUT_ADAPTERS + (f"(?!.*(?:{also_train}))" if also_train else "")
+  optim.freeze = (*optim.freeze, frozen)
   return optim
 
 

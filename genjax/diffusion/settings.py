@@ -96,6 +96,7 @@ def _add_network_defaults(model: ml_collections.ConfigDict) -> None:
   model.lora_rank = 0
   model.lora_alpha = 8.0  # the adapters' product is scaled by lora_alpha / lora_rank
   model.lora_targets = ""
+  model.lora_also_train = ""  # a regex of other parameters that train too (e.g. "Embed_": new classes)
 
 
 def use_score_sde(config: ml_collections.ConfigDict, process: str) -> ml_collections.ConfigDict:
