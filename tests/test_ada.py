@@ -226,7 +226,7 @@ def run_controller(signs: list[float], **settings) -> list[tuple[float, float, i
 
 
 def test_controller_raises_p_while_discriminator_is_certain_and_clips_at_one():
-  settings = dict(target=0.6, interval=4, images_per_update=32, speed_kimg=0.512)  # step 0.25
+  settings = {"target": 0.6, "interval": 4, "images_per_update": 32, "speed_kimg": 0.512}  # step 0.25
   trace = run_controller([1.0] * 24, **settings)
   for update, (p, sign_sum, count, rt) in enumerate(trace, start=1):
     assert p == pytest.approx(min(update // 4 * 0.25, 1.0), abs=1e-6)
@@ -236,7 +236,7 @@ def test_controller_raises_p_while_discriminator_is_certain_and_clips_at_one():
 
 
 def test_controller_keeps_p_at_zero_and_lowers_it_when_discriminator_is_uncertain():
-  settings = dict(target=0.6, interval=4, images_per_update=32, speed_kimg=0.512)
+  settings = {"target": 0.6, "interval": 4, "images_per_update": 32, "speed_kimg": 0.512}
   assert all(p == 0.0 and rt == 0.0 for p, _, _, rt in run_controller([0.0] * 12, **settings))
   trace = run_controller([1.0] * 8 + [0.5] * 4, **settings)
   assert [p for p, *_ in trace[3::4]] == pytest.approx([0.25, 0.5, 0.25])
@@ -256,6 +256,7 @@ def test_parse_pipeline_accepts_registered_and_listed_names():
 # --- ADA in the GAN family ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_p_rises_on_a_memorised_set_until_r_t_reaches_its_target_and_stays_0_on_fresh_data():
   """A discriminator that has memorised 64 images (+1 on exactly those, -1 on anything else) sees
   them augmented with the current p: r_t = 2 P(unchanged) - 1 starts at 1 > 0.6, so p rises until
@@ -322,6 +323,7 @@ def test_with_p_zero_no_augmentation_reaches_the_losses(load):
   assert float(g_half) != float(expected[0])
 
 
+@pytest.mark.slow
 def test_ada_trains_logs_p_and_r_t_and_checkpoints_p(load, tmp_path):
   from conftest import train_on_synthetic_data
 

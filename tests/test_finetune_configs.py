@@ -5,6 +5,7 @@ import functools
 
 import jax
 import numpy as np
+import pytest
 
 from genjax import lora, parallel
 from genjax.datasets import dataset_info
@@ -14,6 +15,7 @@ from genjax.optim import FROZEN, TRAINABLE, group_labels
 from genjax.trainer import dummy_batch, summary
 
 
+@pytest.mark.slow
 def test_cifar10_finetune_config_is_ddpm_plus_a_class_embedding(load):
   config = load("finetune_cifar10.py")
   assert config.init_from and config.data.train_examples == 5000 and config.model.num_classes == 10
@@ -21,6 +23,7 @@ def test_cifar10_finetune_config_is_ddpm_plus_a_class_embedding(load):
   assert lines[-1] == f"total_params={35_746_307 + 11 * 512}"  # DDPM's UNet + 10 classes + "no label"
 
 
+@pytest.mark.slow
 def test_cifar10_lora_variant_trains_the_adapters_and_the_new_class_embedding(load):
   config = load("finetune_cifar10.py:lora")
   assert summary(config).splitlines()[-1].startswith("lora_trainable_params=483328 (1.33%")

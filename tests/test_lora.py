@@ -44,6 +44,7 @@ def _unmerged_dense(adapters: dict[str, tuple[jax.Array, jax.Array]], factor: fl
   return interceptor
 
 
+@pytest.mark.slow
 def test_merged_weights_give_the_outputs_of_the_unmerged_lora_network():
   config = _tiny_unet_config()
   network = DIFFUSION_NETWORKS.get("unet")(config.model, 3)
@@ -90,6 +91,7 @@ def test_lora_targets_select_kernels_and_a_pattern_matching_none_lists_them():
 LORA = {"model.lora_rank": 4, "model.lora_alpha": 4.0}
 
 
+@pytest.mark.slow
 def test_a_lora_run_trains_only_its_adapters_and_its_export_samples_the_same(load, tmp_path):
   pretrained = tmp_path / "pretrained"
   train_and_evaluate(load("diffusion_8gaussians.py:tiny", **POINTS), pretrained)
