@@ -21,6 +21,7 @@ weights; the class embedding, new, trains with them (model.lora_also_train).
   python -m genjax.main --config=configs/finetune_cifar10.py:lora --workdir=gs://<bucket>/ft_lora \
       --config.init_from=gs://<bucket>/ddpm_cifar10
   python -m genjax.main --config=configs/finetune_cifar10.py --mode=summary   # 35,751,939 params
+  python -m genjax.main --config=configs/finetune_cifar10.py:tiny --workdir=/tmp/ft_cifar_tiny
 
 Not run here (no CIFAR-10 on this project's machines and no pre-trained CIFAR-10 checkpoint):
 tests/test_finetune_configs.py builds the network and checks its parameter counts.
@@ -60,11 +61,25 @@ def get_config(arg: str = ""):
   ev.num_samples = 10_000
   ev.reference_split = "test"
 
-  if arg == "lora":
+  if arg in ("lora", "lora,tiny", "tiny"):
+    pass
+  elif arg:
+    raise ValueError(f"Unknown config argument {arg!r}; use 'lora', 'tiny' or nothing.")
+  if "tiny" in arg:  # synthetic images, a small UNet, no pre-trained run: the pipeline only
+    config.init_from = ""
+    config.data.name = "synthetic_images"
+    config.data.num_examples = 512
+    config.data.train_examples = 128
+    model = config.model
+    model.channels, model.channel_mult, model.num_res_blocks, model.norm_groups = 16, (1, 2), 1, 8
+    config.optim.warmup_steps = 0
+    training.batch_size, training.num_train_steps = 16, 20
+    training.log_every, training.checkpoint_every = 10, 20
+    sampling.num_steps, sampling.grid_size, sampling.edit_num_steps = 10, 16, 10
+    ev.batch_size, ev.num_examples, ev.sample_metrics = 32, 32, ()
+  if "lora" in arg:
     config.model.lora_rank = 16
     config.model.lora_alpha = 16.0
     config.optim.lr = 1e-4
     config.model.lora_also_train = "^Embed_"  # the new class embedding trains with the adapters
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; use 'lora' or nothing.")
   return config

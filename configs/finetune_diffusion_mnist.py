@@ -73,12 +73,20 @@ def get_config(arg: str = "finetune"):
   ev.sample_batch_size = 250
   ev.reference_split = "test"
 
-  parts = arg.split(",") if arg else ["finetune"]
+  parts = arg.split(",") if arg else []
+  unknown = set(parts) - {"pretrain", "finetune", "scratch", "tiny"}
+  if unknown:
+    raise ValueError(
+      f"Unknown config argument(s) {sorted(unknown)}; use one of pretrain, finetune, scratch, "
+      "optionally with tiny (e.g. 'finetune,tiny')."
+    )
+  if not {"pretrain", "scratch"} & set(parts):
+    parts.append("finetune")  # the default part
   if "pretrain" in parts:
     config.data.classes = PRETRAIN_CLASSES
     training.num_train_steps = 100_000  # the CPU run ends on training.max_train_minutes
     training.max_train_minutes = 12.0
-  elif "finetune" in parts or "scratch" in parts:
+  else:
     config.data.classes = FINETUNE_CLASSES
     config.data.train_examples = 300
     training.num_train_steps = 300
@@ -86,8 +94,6 @@ def get_config(arg: str = "finetune"):
       config.optim.lr = 5e-4  # a smaller step than pre-training, from the pre-trained weights
     else:
       config.optim.warmup_steps = 50
-  else:
-    raise ValueError(f"Unknown config argument {arg!r}; use pretrain, finetune or scratch.")
   if "tiny" in parts:  # seconds: the test of the whole path
     model.channels, model.norm_groups = 8, 4
     training.batch_size, training.num_train_steps = 16, 4

@@ -33,7 +33,7 @@ def test_quickstart_notebook_executes(tmp_path, data_env):
     "CONFIG": '"configs/vae_mnist.py:tiny"', "WORKDIR": json.dumps(str(tmp_path / "work")),
   }, data_env, timeout=600)
   assert "samples_0000300.png" in outputs and "interpolations_0000300.png" in outputs
-  assert len(images) == 3
+  assert len(images) == 4  # three sample grids and the training curve (matplotlib)
   assert "eval/nll_iwae" in outputs
 
 
