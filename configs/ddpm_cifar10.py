@@ -4,7 +4,8 @@ UNet channels 128, channel_mult (1, 2, 2, 2), 2 residual blocks per level, atten
 dropout 0.1, sinusoidal time embedding; 1000 linear-beta steps (1e-4 to 0.02), epsilon loss; batch
 128, Adam 2e-4 with 5000 warmup steps, gradient clipping at 1, EMA 0.9999, random flips, 800k steps.
 Samples: 1000-step ancestral sampling. Eval: the variational bound in bits/dim (the paper: <= 3.70
-train / 3.75 test with L_simple; FID 3.17). Not trained on CPU; the tiny variant runs on synthetic
+train / 3.75 test with L_simple; FID 3.17), and Inception FID and KID of 50k samples against the
+statistics of all 50k training images (the paper's protocol, genjax/evaluation/paper_protocols.py). Not trained on CPU; the tiny variant runs on synthetic
 32x32x3 images to check the pipeline.
 
   python -m genjax.main --config=configs/ddpm_cifar10.py --mode=summary   # ends with
@@ -13,6 +14,7 @@ train / 3.75 test with L_simple; FID 3.17). Not trained on CPU; the tiny variant
   python -m genjax.main --config=configs/ddpm_cifar10.py:tiny --workdir=/tmp/ddpm_cifar_tiny
 """
 
+from genjax.evaluation.paper_protocols import use_paper_protocol
 from genjax.families import family_config
 
 
@@ -38,6 +40,8 @@ def get_config(arg: str = ""):
     _tiny(config)
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; use 'tiny' or nothing.")
+  else:
+    use_paper_protocol(config)  # Inception FID/KID: 50k samples vs train statistics
   return config
 
 

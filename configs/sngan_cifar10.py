@@ -13,10 +13,15 @@ model.conditional=True gives the cGAN of Miyato & Koyama 2018 (conditional BN, p
   python -m genjax.main --config=configs/sngan_cifar10.py:tiny --workdir=/tmp/sngan_tiny  # CPU
 
 The full run needs CIFAR-10 prepared by tfds (or its files in data.manual_dir). Paper result:
-Inception score 8.22, FID 21.7 (unconditional, 50k samples); not yet reproduced here. The tiny
+Inception score 8.22, FID 21.7 (unconditional, 50k samples); not yet reproduced here. Evaluation
+follows that protocol (genjax/evaluation/paper_protocols.py): Inception FID and KID of 50k EMA
+samples against the statistics of all 50k training images, TF FID input handling; the Inception
+Score needs pytorch-fid's weights (scripts/get_inception_weights.py --source=pytorch-fid, then
+add "inception_is" to eval.sample_metrics). The tiny
 variant trains narrow nets on data.name="synthetic_images" and only checks that everything runs.
 """
 
+from genjax.evaluation.paper_protocols import use_paper_protocol
 from genjax.families import family_config
 
 
@@ -67,4 +72,6 @@ def get_config(arg: str = ""):
     config.eval.num_examples = 200
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; use 'tiny' or nothing.")
+  else:
+    use_paper_protocol(config)  # Inception FID/KID: 50k samples vs train statistics
   return config

@@ -144,8 +144,12 @@ def base_config() -> ml_collections.ConfigDict:
   eval_config.dc_k = 5  # k-th neighbour radius for density/coverage (Naeem et al. 2020)
   eval_config.mnist_classifier_weights = ""  # "": the committed weights (genjax/evaluation/weights)
   eval_config.mnist_classifier_sha256 = ""  # "": the hash pinned for the committed weights
-  eval_config.inception_weights = ""  # local .npz of the FID Inception weights (never downloaded)
-  eval_config.inception_sha256 = ""  # its SHA-256, checked before loading
+  # FID Inception weights: "" = scripts/get_inception_weights.py's output, whose SHA-256 is pinned;
+  # another file (e.g. converted from pytorch-fid, with the fc layer the Inception Score needs)
+  # needs its own eval.inception_sha256, checked before loading.
+  eval_config.inception_weights = ""
+  eval_config.inception_sha256 = ""
+  eval_config.inception_protocol = "tf_fid"  # input handling: "tf_fid" (papers) or "pytorch_fid"
 
   config.sampling = sampling = ml_collections.ConfigDict()
   sampling.grid_size = 64  # images in each PNG grid (rows of grid_columns)

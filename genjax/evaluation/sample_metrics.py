@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+from absl import logging
 
 import genjax
 from genjax import parallel
@@ -40,6 +41,7 @@ from genjax.evaluation.extractors import EXTRACTORS, FeatureExtractor, extractor
 from genjax.evaluation.frechet import frechet_distance
 from genjax.evaluation.kid import kernel_inception_distance
 from genjax.evaluation.mode_coverage import mode_statistics
+from genjax.evaluation.paper_protocols import paper_comparison
 from genjax.evaluation.prdc import precision_recall_density_coverage
 from genjax.evaluation.reference import ReferenceStats, get_reference, protocol_hash
 from genjax.evaluation.streaming import FeatureAccumulator, FeatureSummary
@@ -241,7 +243,7 @@ def check_sample_metrics(
       if (metric.needs_logits or metric.needs_labels) and not extractors[name].num_classes:
         raise ValueError(
           f"Sample metric {name}_{kind} needs class logits, which the {name!r} extractor does not "
-          "give."
+          f"give{extractors[name].missing_logits_hint}."
         )
 
 
@@ -306,6 +308,17 @@ class SampleMetricsEvaluator:
       for name, kinds in self.groups.items()
       if needs_reference(kinds)
     }
+    # Inception numbers say whether they may stand next to published ones (paper_protocols.py).
+    self.paper_comparisons = {
+      name: paper_comparison(
+        config.data,
+        ev,
+        self.extractors[name].sha256,
+        self.references[name][0].count if name in self.references else None,
+      )
+      for name in self.groups
+      if name == "inception"
+    }
 
   def run(self, sample_fn, params, model_state, label_fn=None) -> dict[str, float]:
     """Draws eval.num_samples samples with sample_fn(params, model_state, rng, num) -> [num, ...]
@@ -345,6 +358,8 @@ class SampleMetricsEvaluator:
       mask = jnp.arange(batch_size) < ev.num_samples - index * batch_size
       for accumulator in accumulators.values():
         accumulator.add(images, mask, labels)
+    for name, comparison in self.paper_comparisons.items():
+      logging.info("%s metrics: %s", name, comparison["label"])
     results = {}
     for name, kinds in self.groups.items():
       reference = self.references[name][0] if name in self.references else None
@@ -371,6 +386,8 @@ class SampleMetricsEvaluator:
           "protocol_sha256": protocol_hash(stats.protocol),
           "file": str(path),
         }
+      if name in self.paper_comparisons:
+        entry["paper_comparison"] = self.paper_comparisons[name]
       extractors[name] = entry
     return {
       "num_samples": ev.num_samples,
