@@ -52,3 +52,20 @@ def test_finetune_notebook_executes(tmp_path, data_env, monkeypatch):
   assert difference < 1e-5  # the export samples as the LoRA run (up to float rounding)
   assert "none  MNIST FID" in outputs and "ada   MNIST FID" in outputs
   assert len(images) == 3
+
+
+@pytest.mark.slow
+def test_inception_fid_notebook_executes(data_env, inception_weights_file):
+  """Weights fetched (already there: the script keeps the pinned file), features equal the
+  reference fixture, FID/KID of real digits, and the paper-protocol labels."""
+  del inception_weights_file
+  outputs, _ = execute("inception_fid.ipynb", {"NUM_IMAGES": "24"}, data_env, timeout=900)
+  assert "already there with the pinned SHA-256" in outputs
+  errors = [float(e) for e in re.findall(r"max relative error vs the reference: (\S+)", outputs)]
+  assert len(errors) == 3 and max(errors) < 1e-4
+  real = float(re.search(r"real vs real +Inception FID +(\S+)", outputs).group(1))
+  noisy = float(re.search(r"real vs noisy +Inception FID +(\S+)", outputs).group(1))
+  assert noisy > real > 0
+  assert "comparable with papers (50k samples vs train statistics)" in outputs
+  assert "not comparable with papers: 10000 samples, the protocol needs 50000" in outputs
+  assert "no published Inception-metric protocol for 'mnist'" in outputs
