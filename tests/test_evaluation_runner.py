@@ -30,7 +30,7 @@ def reference_sections(reference_dir, feature_samples, manual_dir="", data_dir="
   return config.data, config.eval
 
 
-def test_reference_is_cached_and_another_extractor_is_an_error(tmp_path, tfds_dir):
+def test_reference_is_cached_per_protocol_and_a_tampered_file_is_an_error(tmp_path, tfds_dir):
   extractor = MnistExtractor.load()
   mesh = parallel.make_mesh()
   stats, path = get_reference(
@@ -42,18 +42,29 @@ def test_reference_is_cached_and_another_extractor_is_an_error(tmp_path, tfds_di
     and stats.covariance.shape == (128, 128)
   )
   assert stats.protocol["extractor"]["weights_sha256"] == extractor.sha256
+  assert path.name == f"mnist_test_mnist_{stats.protocol_sha256[:12]}.npz"
   modified = path.stat().st_mtime_ns
   again, _ = get_reference(extractor, *reference_sections(tmp_path, 300), mesh)  # cached: no data
   assert path.stat().st_mtime_ns == modified
   np.testing.assert_array_equal(again.mean, stats.mean)
-  # The file requested with other weights (another extractor identity): an error, not a recompute.
+  # Other weights (another extractor identity) and another feature_samples: files of their own,
+  # the first one untouched.
   params = jax.tree.map(lambda v: np.asarray(v) * 0.5, extractor.variables["params"])
   other_sha = save_params_npz(tmp_path / "other.npz", params)
   other = MnistExtractor.load(tmp_path / "other.npz", other_sha)
-  with pytest.raises(ReferenceMismatchError, match="extractor.weights_sha256: file has"):
-    get_reference(other, *reference_sections(tmp_path, 300), mesh)
-  with pytest.raises(ReferenceMismatchError, match="feature_samples: file has 300, requested 200"):
-    get_reference(extractor, *reference_sections(tmp_path, 200), mesh)
+  other_stats, other_path = get_reference(
+    other, *reference_sections(tmp_path, 300, str(MNIST_DIR), str(tfds_dir)), mesh
+  )
+  fewer, fewer_path = get_reference(
+    extractor, *reference_sections(tmp_path, 200, str(MNIST_DIR), str(tfds_dir)), mesh
+  )
+  assert len({path, other_path, fewer_path}) == 3 and path.stat().st_mtime_ns == modified
+  assert not np.allclose(other_stats.mean, stats.mean) and fewer.features.shape == (200, 128)
+  np.testing.assert_allclose(fewer.mean, stats.mean, rtol=1e-6)
+  # A file whose contents belong to another protocol (copied by hand): an error naming why.
+  fewer_path.replace(path)
+  with pytest.raises(ReferenceMismatchError, match="feature_samples: file has 200, requested 300"):
+    get_reference(extractor, *reference_sections(tmp_path, 300), mesh)
   assert load_reference(path).count == 600
 
 
@@ -116,9 +127,10 @@ def test_eval_mode_writes_sample_metrics_with_their_protocol(load, tmp_path):
   assert "k=10 importance samples" in protocol["likelihood_conventions"]["nll_iwae"]
   assert "nats per example" in protocol["likelihood_conventions"]["neg_elbo"]
 
+  # Another protocol (feature_samples) gets its own reference file: the evaluation runs.
   changed = vae_config(load, tmp_path / "reference", **{"eval.feature_samples": 300})
-  with pytest.raises(ReferenceMismatchError, match="feature_samples"):
-    trainer.evaluate(changed, tmp_path / "run")
+  assert "eval/mnist_fid" in trainer.evaluate(changed, tmp_path / "run")
+  assert len(list((tmp_path / "reference").glob("mnist_train_mnist_*.npz"))) == 2
   with pytest.raises(ValueError, match="Unknown sample metric 'mnist_fld'.*mnist_fid"):
     trainer.evaluate(
       vae_config(load, tmp_path / "reference", **{"eval.sample_metrics": ("mnist_fld",)}),

@@ -1,6 +1,6 @@
 """Reference statistics of a real dataset split, cached on disk and tied to their protocol by hash.
 
-A reference file `<reference_dir>/<dataset>_<split>_<extractor>.npz` holds the feature moments of
+A reference file `<reference_dir>/<dataset>_<split>_<extractor>_<hash12>.npz` holds the feature moments of
 the split (count, mean [D], covariance [D, D]), its first `feature_samples` feature vectors (for KID
 and precision/recall/density/coverage) and its protocol: dataset, split, number of examples, pixel
 conversion, feature_samples and the extractor's full description (incl. its weights' SHA-256), with
@@ -10,9 +10,12 @@ Reference pixels are canonical whatever the family's preprocessing: uint8 / 255 
 native size, no binarization or dequantization, so every family is compared with the same numbers
 (`canonical_data`). Points of the generated 2-D datasets are used as they are, drawn from seed 0.
 
-`get_reference` loads the file when it exists and its protocol hash equals the requested one; a file
-with another hash is an error naming the differences (never a silent recompute); a missing file is
-computed and written (scripts/compute_reference_stats.py does the same ahead of time).
+The file name ends with the first 12 hex digits of protocol_sha256, so every protocol has its own
+file: runs that differ in extractor, weights, feature_samples or example count never overwrite or
+trip over each other's statistics. `get_reference` loads the file of the requested protocol when
+it exists (a file whose contents do not hash to its protocol is an error naming the differences,
+never a silent recompute), and computes and writes it otherwise
+(scripts/compute_reference_stats.py does the same ahead of time).
 """
 
 from __future__ import annotations
@@ -101,10 +104,12 @@ def default_reference_dir() -> Path:
   )
 
 
-def reference_path(
-  reference_dir: str | Path, dataset: str, split: str, extractor_name: str
-) -> Path:
-  return Path(reference_dir or default_reference_dir()) / f"{dataset}_{split}_{extractor_name}.npz"
+def reference_path(reference_dir: str | Path, dataset: str, protocol: dict[str, Any]) -> Path:
+  """<reference_dir>/<dataset>_<split>_<extractor>_<first 12 hex digits of the protocol hash>.npz;
+  dataset may carry a selection suffix (e.g. mnist_classes5-6-7-8-9)."""
+  name = f"{dataset}_{protocol['split']}_{protocol['extractor']['name']}"
+  folder = Path(reference_dir or default_reference_dir())
+  return folder / f"{name}_{protocol_hash(protocol)[:12]}.npz"
 
 
 def save_reference(path: str | Path, stats: ReferenceStats) -> Path:
@@ -161,8 +166,8 @@ def load_reference(
     raise ReferenceMismatchError(
       f"The reference statistics {str(path)!r} were computed under another protocol "
       f"({differences}). "
-      "They are not recomputed silently: recompute them with scripts/compute_reference_stats.py "
-      "--overwrite, or point eval.reference_dir (--reference_dir) at a folder for this protocol."
+      "They are not recomputed silently: delete the file (it was renamed or edited by hand) or "
+      "recompute it with scripts/compute_reference_stats.py --overwrite."
     )
   return stats
 
@@ -223,9 +228,9 @@ def get_reference(
   selection = "".join(
     f"_{key}{'-'.join(map(str, value)) if isinstance(value, list) else value}"
     for key, value in _selection(data, split).items()
-  )  # a selection has its own file, e.g. mnist_classes5-6-7-8-9_test_mnist.npz
-  path = reference_path(eval_config.reference_dir, data.name + selection, split, extractor.name)
+  )  # readable names for selections, e.g. mnist_classes5-6-7-8-9_test_mnist_<hash>.npz
   expected = reference_protocol(data, eval_config, extractor)
+  path = reference_path(eval_config.reference_dir, data.name + selection, expected)
   if path.is_file():
     return load_reference(path, expected), path
   logging.info(
