@@ -267,9 +267,10 @@ def variables_from_fid_helper(model_path: str | Path) -> dict[str, Any]:
       f"{str(path)!r} has {size:,} bytes, not {FID_HELPER_SIZE:,}: it is truncated or another "
       f"file; {_FETCH_FID_HELPER}."
     )
-  if _sha1(path) != FID_HELPER_SHA1:
+  sha1 = _sha1(path)
+  if sha1 != FID_HELPER_SHA1:
     raise WeightsError(
-      f"{str(path)!r} has SHA-1 {_sha1(path)}, not {FID_HELPER_SHA1.upper()}: it is corrupted or "
+      f"{str(path)!r} has SHA-1 {sha1}, not {FID_HELPER_SHA1.upper()}: it is corrupted or "
       f"another file; {_FETCH_FID_HELPER}."
     )
   return inception_variables_from_torchscript(torch_archive.load_torch_file(path))
@@ -281,9 +282,10 @@ def variables_from_pytorch_fid(pth_path: str | Path) -> dict[str, Any]:
   path = Path(pth_path)
   if not path.is_file():
     raise WeightsError(f"{str(path)!r} does not exist; download {PYTORCH_FID_URL}.")
-  if not file_sha256(path).startswith(PYTORCH_FID_SHA256_PREFIX):
+  sha256 = file_sha256(path)
+  if not sha256.startswith(PYTORCH_FID_SHA256_PREFIX):
     raise WeightsError(
-      f"{str(path)!r} has SHA-256 {file_sha256(path)}, which does not start with "
+      f"{str(path)!r} has SHA-256 {sha256}, which does not start with "
       f"{PYTORCH_FID_SHA256_PREFIX}: it is truncated or another file; download {PYTORCH_FID_URL}."
     )
   try:
