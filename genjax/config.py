@@ -85,6 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
   data.subset_seed = 0  # the seed that draws that subset
   data.subset_complement = False  # True: train on the examples NOT in that subset (pre-training)
   data.synthetic_shape = (32, 32, 3)  # [H, W, C] of "synthetic_images"
+  data.folder = ""  # the images of data.name="image_folder" (PNG/JPEG; class subfolders optional)
 
   config.model = ml_collections.ConfigDict()  # the family's network keys (its add_defaults)
 

@@ -1,8 +1,9 @@
-"""Dataset sources: tfds image datasets and generated datasets that need no files.
+"""Dataset sources: tfds image datasets, folders of image files, and generated datasets.
 
 A source is a random-access collection of examples ({"x": ..., "label": ...}) with `len()` and a
 vectorized `gather(indices)`. tfds datasets come from the builder's own data source (array_record);
-small ones are decoded once into host memory. Generated datasets:
+small ones are decoded once into host memory. data.name = "image_folder" reads the PNG/JPEG files of
+data.folder (see `open_image_folder`). Generated datasets:
   2-D toys:  "8gaussians" (ring of 8), "25gaussians" (5x5 grid), "swissroll", "checkerboard";
              the two mixtures state their modes and std in DatasetInfo.mixture
   images:    "synthetic_images", smooth random images of `data.synthetic_shape`, for testing the
@@ -11,15 +12,22 @@ small ones are decoded once into host memory. Generated datasets:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import itertools
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import ml_collections
 import numpy as np
+from absl import logging
+from etils import epath
+from PIL import Image, ImageOps
 
+from genjax.paths import as_path
 from genjax.registry import Registry
 
 # The official MNIST files tfds' `mnist` builder checks (name -> md5 of the release).
@@ -100,23 +108,28 @@ GENERATED: Registry[Callable[[np.random.Generator, int, ml_collections.ConfigDic
 )
 
 
-def load_source(data: ml_collections.ConfigDict, split: str, seed: int) -> ArraySource | TfdsSource:
+def load_source(
+  data: ml_collections.ConfigDict, split: str, seed: int
+) -> ArraySource | TfdsSource | ImageFolderSource:
   """The examples of `split` ("train"/"test", or a tfds split string) for `data.name`, limited to
   data.classes and, on the train split, to data.train_examples of them (`select_examples`).
 
   Generated datasets draw `data.num_examples` points from `seed` (a different stream per split).
+  An image folder has one set of images, which every split names (see `open_image_folder`).
   """
   if data.name in GENERATED:
     rng = np.random.default_rng([seed, 0 if split == data.train_split else 1])
     source = GENERATED.get(data.name)(rng, data.num_examples, data)
+  elif data.name == IMAGE_FOLDER:
+    source = _load_image_folder_cached(data.folder, data.image_size, data.in_memory)
   else:
     source = _load_tfds(data, split)
   return select_examples(source, data, split)
 
 
 def select_examples(
-  source: ArraySource | TfdsSource, data: ml_collections.ConfigDict, split: str
-) -> ArraySource | TfdsSource:
+  source: ArraySource | TfdsSource | ImageFolderSource, data: ml_collections.ConfigDict, split: str
+) -> ArraySource | TfdsSource | ImageFolderSource:
   """The examples whose label is in data.classes (every split; () keeps all), then, on
   data.train_split only, a fixed random subset of data.train_examples of them (0 keeps all), drawn
   with data.subset_seed and kept in dataset order: the limited-data setting of fine-tuning. With
@@ -249,6 +262,8 @@ def dataset_info(data: ml_collections.ConfigDict) -> DatasetInfo:
   """Shapes and classes of `data.name` without reading or preparing its data (for summaries)."""
   if data.name in GENERATED:
     return GENERATED.get(data.name)(np.random.default_rng(0), 1, data).info
+  if data.name == IMAGE_FOLDER:
+    return _image_folder_info(data.folder, data.image_size)
   import tensorflow_datasets as tfds
 
   try:
@@ -261,6 +276,325 @@ def _tfds_info(builder) -> DatasetInfo:
   features = builder.info.features
   num_classes = features["label"].num_classes if "label" in features else 0
   return DatasetInfo(tuple(features["image"].shape), num_classes, is_image=True)
+
+
+# --- folders of image files ---------------------------------------------------------------------
+
+IMAGE_FOLDER = "image_folder"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")  # matched case-insensitively
+# PIL modes decoded to one channel; the 16-bit ones keep their high byte.
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "I;16", "I;16L", "I;16B"})
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_EXPECTED_FOLDER = (
+  'data.name="image_folder" reads the PNG/JPEG files (*.png, *.jpg, *.jpeg, any case, searched '
+  "recursively) of data.folder: either all of them under one subfolder per class, or unlabelled "
+  "images directly in the folder (e.g. --config.data.folder=/data/ffhq256)."
+)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageFolderListing:
+  """The image files of a folder, found by name without opening them.
+
+  root: the folder; files: the paths relative to root ("/"-separated), sorted by their path
+  components; class_names: the sorted immediate subfolders that hold images when no image sits
+  directly in root (else ()); labels: [N] int32, the index in class_names of each file's subfolder,
+  or None when unlabelled.
+  """
+
+  root: epath.Path
+  files: tuple[str, ...]
+  class_names: tuple[str, ...]
+  labels: np.ndarray | None
+
+
+def list_image_folder(folder: epath.PathLike) -> ImageFolderListing:
+  """The images under `folder` (local or a URI such as gs://...), see ImageFolderListing.
+
+  Raises DataError when the folder is unset, does not exist or holds no image files.
+  """
+  if not os.fspath(folder):
+    raise DataError(f"data.folder is not set. {_EXPECTED_FOLDER}")
+  root = as_path(os.path.expanduser(os.fspath(folder)))
+  if not root.is_dir():
+    raise DataError(
+      f"The image folder {str(root)!r} does not exist or is not a folder. {_EXPECTED_FOLDER}"
+    )
+  found = sorted(
+    (directory / name).relative_to(root).parts
+    for directory, _, names in root.walk()
+    for name in names
+    if name.lower().endswith(IMAGE_EXTENSIONS)
+  )
+  if not found:
+    raise DataError(f"The folder {str(root)!r} holds no image files. {_EXPECTED_FOLDER}")
+  files = tuple("/".join(parts) for parts in found)
+  if any(len(parts) == 1 for parts in found):
+    return ImageFolderListing(root, files, (), None)
+  class_names = tuple(sorted({parts[0] for parts in found}))
+  class_index = {name: index for index, name in enumerate(class_names)}
+  labels = np.asarray([class_index[parts[0]] for parts in found], np.int32)
+  return ImageFolderListing(root, files, class_names, labels)
+
+
+def _exif_orientation(image: Image.Image) -> int:
+  """The EXIF orientation (1-8; 1 upright) an opened image states before its pixel data (JPEG
+  APP1, PNG eXIf before IDAT); later or XMP orientations are ignored, so reading it never decodes."""
+  return image.getexif().get(_EXIF_ORIENTATION, 1) if "exif" in image.info else 1
+
+
+def _read_header(path: epath.Path) -> tuple[str, tuple[int, int]]:
+  """(PIL mode, (height, width) after the EXIF orientation) of an image file, from its header."""
+  with path.open("rb") as file, Image.open(file) as image:
+    width, height = image.size
+    if _exif_orientation(image) in _TRANSPOSING_ORIENTATIONS:
+      width, height = height, width
+    return image.mode, (height, width)
+
+
+def _attempt(function: Callable, *args):
+  """function(*args), or the exception it raised (files that fail are skipped, not fatal)."""
+  try:
+    return function(*args)
+  except Exception as error:  # noqa: BLE001  # PIL raises many types for broken files
+    return error
+
+
+def _describe(error: Exception) -> str:
+  return f"{type(error).__name__}: {error}"
+
+
+def _channels(modes: Iterable[str]) -> int:
+  """1 when every image is grayscale (GRAYSCALE_MODES), else 3: all are then decoded as RGB."""
+  return 1 if all(mode in GRAYSCALE_MODES for mode in modes) else 3
+
+
+def _image_shape(image_size: int, first_size: tuple[int, int], channels: int) -> tuple[int, ...]:
+  """[image_size, image_size, C], or the first image's [H, W, C] when image_size is 0."""
+  return (image_size, image_size, channels) if image_size else (*first_size, channels)
+
+
+def _crop_and_resize(image: Image.Image, size: int) -> Image.Image:
+  """The centre square of side s = min(H, W) (an odd remainder drops the last row or column),
+  resized to size x size: BOX (each output pixel the mean of an (s/size)^2 block) when s is an
+  integer multiple of size, as the StyleGAN2-ADA FFHQ 256 release was made, else LANCZOS."""
+  width, height = image.size
+  side = min(width, height)
+  left, top = (width - side) // 2, (height - side) // 2
+  image = image.crop((left, top, left + side, top + side))
+  if side == size:
+    return image
+  resample = Image.Resampling.BOX if side % size == 0 else Image.Resampling.LANCZOS
+  return image.resize((size, size), resample)
+
+
+def decode_image(path: epath.Path, channels: int, image_size: int) -> np.ndarray:
+  """[H, W, channels] uint8 pixels of an image file: `_exif_orientation` applied, converted to L
+  (channels 1; 16-bit grayscale keeps its high byte) or RGB (channels 3; alpha dropped), then, when
+  image_size > 0, centre-cropped and resized to image_size x image_size (`_crop_and_resize`)."""
+  with path.open("rb") as file, Image.open(file) as image:
+    if _exif_orientation(image) != 1:
+      ImageOps.exif_transpose(image, in_place=True)
+    if image.mode.startswith("I;16"):
+      image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    image = image.convert("L" if channels == 1 else "RGB")
+  if image_size:
+    image = _crop_and_resize(image, image_size)
+  pixels = np.asarray(image)
+  return pixels[..., None] if channels == 1 else pixels
+
+
+class ImageFolderSource:
+  """The readable images of a folder, decoded on access (data.in_memory=False).
+
+  files: paths relative to root whose headers read as images (`open_image_folder`); labels: [N]
+  int32 or None; info.shape: [H, W, C] of every decoded example; skipped: the files left out as
+  unreadable. A file that passed the header check but fails to decode in `gather` is a DataError
+  (the indices of a running input pipeline cannot change); `decode_all` skips such files instead.
+  """
+
+  def __init__(
+    self,
+    listing: ImageFolderListing,
+    files: tuple[str, ...],
+    labels: np.ndarray | None,
+    info: DatasetInfo,
+    image_size: int,
+    skipped: tuple[str, ...],
+  ):
+    self.listing, self.files, self.labels, self.info = listing, files, labels, info
+    self.image_size, self.skipped = image_size, skipped
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def _decode_checked(self, index: int) -> np.ndarray:
+    """decode_image of files[index]; raises the decoder's error, or DataError for a wrong shape."""
+    path = self.listing.root / self.files[index]
+    pixels = decode_image(path, self.info.shape[-1], self.image_size)
+    if pixels.shape != self.info.shape:
+      raise DataError(
+        f"{str(path)!r} decodes to {pixels.shape[0]}x{pixels.shape[1]} pixels, not the "
+        f"{self.info.shape[0]}x{self.info.shape[1]} of the folder's other images; set "
+        "data.image_size to crop and resize every image to one size."
+      )
+    return pixels
+
+  def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """{"x": [B, H, W, C] uint8, "label": [B] int32 (labelled folders only)} of files[indices]."""
+    images = []
+    for index in indices:
+      try:
+        images.append(self._decode_checked(int(index)))
+      except DataError:
+        raise
+      except Exception as error:
+        path = self.listing.root / self.files[int(index)]
+        raise DataError(
+          f"Could not decode {str(path)!r} ({_describe(error)}). Replace or remove the file, or "
+          "set data.in_memory=True, which decodes every image up front and skips unreadable ones."
+        ) from error
+    arrays = {"x": np.stack(images)}
+    if self.labels is not None:
+      arrays["label"] = self.labels[np.asarray(indices)]
+    return arrays
+
+  def decode_all(self, num_threads: int) -> ArraySource:
+    """Every image decoded into one [N, H, W, C] uint8 array by num_threads threads; files that fail
+    to decode are left out with a warning (their rows are compacted away in place)."""
+    pixels = np.empty((len(self), *self.info.shape), np.uint8)
+
+    def fill(index: int) -> Exception | None:
+      decoded = _attempt(self._decode_checked, index)
+      if isinstance(decoded, DataError):
+        raise decoded
+      if isinstance(decoded, Exception):
+        return decoded
+      pixels[index] = decoded
+      return None
+
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+      errors = list(pool.map(fill, range(len(self))))
+    failed = [index for index, error in enumerate(errors) if error is not None]
+    for index in failed:
+      path = self.listing.root / self.files[index]
+      logging.warning("Skipping %s: it does not decode (%s).", path, _describe(errors[index]))
+    kept = np.setdiff1d(np.arange(len(self)), failed)
+    if not len(kept):
+      raise DataError(
+        f"None of the {len(self)} images of {str(self.listing.root)!r} decodes (the first: "
+        f"{_describe(errors[0])}). {_EXPECTED_FOLDER}"
+      )
+    for target, index in enumerate(kept):
+      if target != index:
+        pixels[target] = pixels[index]
+    pixels = pixels[: len(kept)]
+    logging.info(
+      "Decoded %d images of %s into host memory (%.2f GB, %.1f s); %d unreadable files skipped.",
+      len(kept), self.listing.root, pixels.nbytes / 1e9, time.monotonic() - start,
+      len(self.skipped) + len(failed),
+    )
+    arrays = {"x": pixels}
+    if self.labels is not None:
+      arrays["label"] = self.labels[kept]
+    return ArraySource(arrays, self.info)
+
+
+def _decode_threads() -> int:
+  """Threads that read image files: the host's cores, at most 32 (PIL decodes without the GIL)."""
+  return min(32, os.cpu_count() or 1)
+
+
+def open_image_folder(folder: epath.PathLike, image_size: int) -> ImageFolderSource:
+  """The images of data.name="image_folder": every *.png, *.jpg, *.jpeg (any case) under `folder`,
+  recursively, in the order of their relative paths.
+
+  Labels: when every image sits under an immediate subfolder, each subfolder is a class (sorted
+  names -> 0..K-1, as torchvision's ImageFolder; DatasetInfo.num_classes = K) and examples carry
+  "label"; images directly in the folder make it unlabelled (num_classes 0, no "label"). The
+  official FFHQ release (images1024x1024/00000, 01000, ...) thus reads as 70 classes, which
+  unconditional models ignore.
+  Pixels: grayscale images (GRAYSCALE_MODES) give C = 1 when all images are grayscale; otherwise
+  every image is converted to RGB, C = 3. With image_size > 0 every image is centre-cropped to a
+  square and resized to image_size x image_size (BOX when downscaling by an integer factor, else
+  LANCZOS; see `_crop_and_resize`), so the zero-padding of input_pipeline leaves it unchanged;
+  with image_size = 0 all images must share one size.
+  Splits: the folder is one set of images, which every split names (eval_split and
+  eval.reference_split included): FID against the training images is the GAN convention.
+  Every header is read here (by a thread pool); files that are not readable images are skipped
+  with a warning each. Raises DataError for a missing or empty folder, no readable image, or (with
+  image_size = 0) two images of different sizes, naming them.
+  """
+  listing = list_image_folder(folder)
+  paths = [listing.root / name for name in listing.files]
+  with concurrent.futures.ThreadPoolExecutor(_decode_threads()) as pool:
+    headers = list(pool.map(functools.partial(_attempt, _read_header), paths))
+  readable, skipped = [], []
+  for index, header in enumerate(headers):
+    if isinstance(header, Exception):
+      logging.warning("Skipping %s: not a readable image (%s).", paths[index], _describe(header))
+      skipped.append(listing.files[index])
+    else:
+      readable.append(index)
+  if not readable:
+    raise DataError(
+      f"None of the {len(paths)} image files of {str(listing.root)!r} is a readable image (the "
+      f"first, {listing.files[0]!r}: {_describe(headers[0])}). {_EXPECTED_FOLDER}"
+    )
+  if skipped:
+    logging.warning("Skipped %d of %d image files of %s as unreadable.", len(skipped), len(paths),
+                    listing.root)
+  first = readable[0]
+  if not image_size:
+    for index in readable:
+      if headers[index][1] != headers[first][1]:
+        (h1, w1), (h2, w2) = headers[first][1], headers[index][1]
+        raise DataError(
+          f"The images of {str(listing.root)!r} differ in size: {listing.files[first]!r} is "
+          f"{h1}x{w1} (HxW) but {listing.files[index]!r} is {h2}x{w2}. Set data.image_size (e.g. "
+          "--config.data.image_size=256) to centre-crop and resize every image to one size."
+        )
+  channels = _channels(headers[index][0] for index in readable)
+  info = DatasetInfo(
+    _image_shape(image_size, headers[first][1], channels), len(listing.class_names), is_image=True
+  )
+  if listing.class_names:
+    logging.info("Image folder %s: classes %s.", listing.root,
+                 ", ".join(f"{i}={name}" for i, name in enumerate(listing.class_names)))
+  labels = listing.labels[readable] if listing.labels is not None else None
+  files = tuple(listing.files[index] for index in readable)
+  return ImageFolderSource(listing, files, labels, info, image_size, tuple(skipped))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_image_folder_cached(
+  folder: str, image_size: int, in_memory: bool
+) -> ArraySource | ImageFolderSource:
+  """Reads a folder at most once per process: every split and evaluation shares the result."""
+  source = open_image_folder(folder, image_size)
+  return source.decode_all(_decode_threads()) if in_memory else source
+
+
+def _image_folder_info(folder: str, image_size: int) -> DatasetInfo:
+  """The DatasetInfo open_image_folder gives, from the listing and as few headers as it needs:
+  the first readable one, and more only while they are all grayscale."""
+  listing = list_image_folder(folder)
+  headers = (
+    header
+    for header in (_attempt(_read_header, listing.root / name) for name in listing.files)
+    if not isinstance(header, Exception)
+  )
+  first = next(headers, None)
+  if first is None:
+    raise DataError(
+      f"None of the {len(listing.files)} image files of {str(listing.root)!r} is a readable image. "
+      f"{_EXPECTED_FOLDER}"
+    )
+  channels = _channels(itertools.chain([first[0]], (mode for mode, _ in headers)))
+  shape = _image_shape(image_size, first[1], channels)
+  return DatasetInfo(shape, len(listing.class_names), is_image=True)
 
 
 # --- generated datasets -------------------------------------------------------------------------

@@ -87,6 +87,9 @@ def _selection(data: ml_collections.ConfigDict, split: str) -> dict[str, Any]:
   """The example selection of genjax.datasets.select_examples that applies to `split` (absent when
   none does, so the protocol of whole splits is unchanged)."""
   selection: dict[str, Any] = {}
+  if data.name == "image_folder":  # one set of images per folder and size (genjax.datasets)
+    selection["folder"] = str(data.folder)
+    selection["image_size"] = int(data.image_size)
   if data.get("classes"):
     selection["classes"] = [int(c) for c in data.classes]
   if data.get("train_examples") and split == data.train_split:
@@ -178,7 +181,8 @@ def canonical_data(data: ml_collections.ConfigDict, split: str) -> ml_collection
   canonical = data.copy_and_resolve_references()
   canonical.eval_split = split
   canonical.value_range = (0.0, 1.0)
-  canonical.image_size = 0
+  if data.name != "image_folder":  # a folder's images are cropped and resized to image_size
+    canonical.image_size = 0
   canonical.dequantize = False
   canonical.binarize = "none"
   canonical.random_flip = False
