@@ -15,7 +15,9 @@ generator update:
     sets training.batch_size = 320, and images/s of a step counts all 320.
   * D update: L_D = loss.discriminator(D(aug(x)), D(aug(G(z)))) + gradient_penalty * GP
                     + r1_gamma / 2 * R1, with G's output treated as a constant.
-  * G update: L_G = loss.generator(D(aug(G(z)))) + g_ortho_reg * orthogonal_regularization(G).
+  * G update: L_G = loss.generator(D(aug(G(z)))) + g_ortho_reg * orthogonal_regularization(G),
+    computed through D's parameters after this step's n_critic updates (alternating, not
+    simultaneous, updates; tests/test_gan_mnist_mlp.py reproduces a step by hand).
   * Two time-scale learning rates: optim.lr for G and optim.d_lr for D (same optimizer kind and
     schedule; D's schedule counts its own n_critic updates per step).
   * aug is chosen by model.augment: "none" (the identity), "diffaugment" (DiffAugment, Zhao et al.

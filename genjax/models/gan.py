@@ -4,7 +4,8 @@ Shapes: z [B, latent_dim]; labels [B] int32 class ids (None for unconditional ne
 images [B, H, W, C] in [-1, 1] (tanh output); 2-D points [B, D] (linear output).
 
 Networks, selected by `model.network`:
-  mlp     the MLP GAN (Goodfellow et al. 2014): ReLU G, leaky-ReLU D, widths model.g_features /
+  mlp     the MLP GAN (Goodfellow et al. 2014): ReLU G, leaky-ReLU D (model.leaky_slope; 0 gives
+          the ReLU D of configs/gan_mnist_mlp.py), widths model.g_features /
           model.d_features; the 2-D toy networks of Metz et al. 2017.
   dcgan   Radford et al. 2016 for 28x28 / 32x32: G projects z to [H/2^L, W/2^L, g_features[0]] and
           doubles the size with L = len(g_features) transposed 4x4 stride-2 convolutions (batch
