@@ -44,3 +44,50 @@ def add_defaults(config: ml_collections.ConfigDict) -> None:
   # training.batch_size / model.n_critic (4 batches of 64 here: an estimate 4x less noisy than the
   # per-batch statistics G trained with, at a fraction of the cost of sampling 1000 images)
   config.sampling.standing_stats_samples = 256
+
+
+# Keys of the DCGAN/ResNet/MLP networks and of BigGAN-style sampling that StyleGAN2 replaces;
+# `add_stylegan2_defaults` removes them, so setting one is an error that names the valid keys.
+_NOT_STYLEGAN2 = (
+  "g_features", "d_features", "d_downsample", "g_norm", "d_norm", "d_pooling", "leaky_slope",
+)
+
+
+def add_stylegan2_defaults(config: ml_collections.ConfigDict) -> None:
+  """The GAN keys plus StyleGAN2's (genjax.families.stylegan2), with the official defaults of
+  StyleGAN2-ADA (train.py's "paper256" spec where they differ by dataset)."""
+  add_defaults(config)
+  model = config.model
+  for key in _NOT_STYLEGAN2:
+    del model[key]
+  del config.sampling["truncation"]
+  del config.sampling["standing_stats_samples"]
+  model.network = "stylegan2"
+  model.latent_dim = 512  # z
+  model.w_dim = 512
+  model.channel_base = 16384  # C(res) = min(channel_base / res, channel_max)
+  model.channel_max = 512
+  model.mapping_layers = 8
+  model.mapping_lr = 0.01  # learning-rate multiplier of the mapping network
+  model.w_avg_beta = 0.995  # decay of the moving average of w (truncation's centre)
+  model.conv_clamp = 0.0  # clamp convolution outputs to +-this (0 disables; official: 256)
+  model.d_architecture = "resnet"  # "resnet" or "orig"
+  model.mbstd_group_size = 4
+  model.d_mapping_layers = 8  # the label mapping of a conditional discriminator
+  model.style_mixing = 0.9  # probability of style mixing regularisation (0 disables)
+  model.r1_gamma = 1.0
+  model.r1_interval = 16  # lazy R1: every this many steps (1: in every D update)
+  model.pl_weight = 2.0  # path length regularisation weight (0 disables)
+  model.pl_interval = 4  # lazy path length regularisation: every this many steps (1: every G update)
+  model.pl_batch_shrink = 2  # the path length batch is training.batch_size / this
+  model.pl_decay = 0.01  # of the path lengths' running mean
+  model.ema_kimg = 20.0  # generator EMA half-life in thousands of images
+  model.ema_rampup = 0.0  # > 0: half-life min(ema_kimg * 1000, images seen * ema_rampup)
+
+  config.optim.lr = 0.0025
+  config.optim.d_lr = 0.0025
+  config.optim.b1 = 0.0
+  config.optim.b2 = 0.99
+  config.sampling.truncation_psi = 1.0  # ws <- w_avg + psi (ws - w_avg) when sampling
+  config.sampling.noise_mode = "const"  # "const" (fixed per-pixel noise), "random" or "none"
+  config.sampling.mixing_crossover = 0  # style-mixing grid: first w entry of the column's latent
