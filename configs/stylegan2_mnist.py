@@ -3,10 +3,11 @@
 
 G: z (128) -> 2-layer mapping network (lr x 0.01) -> w (128) -> synthesis from a learned 4x4
 constant through modulated/demodulated 3x3 convolutions with noise inputs at 4, 8, 16 and 32
-(128, 128, 128, 64 channels: channel_base 2048, channel_max 128), skip toRGB outputs.
+(64, 64, 64, 32 channels: channel_base 1024, channel_max 64), skip toRGB outputs; 329,195
+parameters (mapping 33,024).
 D: residual blocks 32 -> 16 -> 8 -> 4, minibatch standard deviation (groups of 4), 3x3 conv,
-dense, output. Non-saturating logistic loss, lazy R1 (gamma 0.01 every 16 steps, CIFAR-10's
-gamma; 0.0002 R^2 / batch, the official "auto" heuristic, gives 0.0064), lazy path length
+dense, output; 288,929 parameters. Non-saturating logistic loss, lazy R1 (gamma 0.01 every 16
+steps, CIFAR-10's gamma; 0.0002 R^2 / batch, the official "auto" heuristic, gives 0.0064), lazy path length
 regularisation (weight 2 every 4 steps), style mixing 0.9, Adam 0.0025 (betas 0, 0.99, with the
 lazy-regularisation correction), batch 32, G's EMA with a 10 kimg half-life ramped up over the
 first images (ema_rampup 0.05), as the official "auto" config would give at this resolution and
@@ -31,8 +32,8 @@ def get_config(arg: str = ""):
   model = config.model
   model.latent_dim = 128
   model.w_dim = 128
-  model.channel_base = 2048
-  model.channel_max = 128
+  model.channel_base = 1024
+  model.channel_max = 64
   model.mapping_layers = 2
   model.d_mapping_layers = 2
   model.mbstd_group_size = 4

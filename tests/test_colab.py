@@ -69,3 +69,19 @@ def test_inception_fid_notebook_executes(data_env, inception_weights_file):
   assert "comparable with papers (50k samples vs train statistics)" in outputs
   assert "not comparable with papers: 10000 samples, the protocol needs 50000" in outputs
   assert "no published Inception-metric protocol for 'mnist'" in outputs
+
+
+@pytest.mark.slow
+def test_gans_notebook_executes(tmp_path, data_env):
+  """The MLP GAN with both losses and its gradient-norm plot, then tiny StyleGAN2: its grids, and
+  truncation from Python (psi = 0 gives one image for every latent)."""
+  outputs, images = execute("gans.ipynb", {
+    "SIZE": '"tiny"', "ROOT": json.dumps(str(tmp_path / "runs")),
+  }, data_env, timeout=1200)
+  for loss in ("minimax", "non_saturating"):
+    assert f"{loss} G gradient norm at the first log step:" in outputs
+  for grid in ("samples", "truncation", "style_mixing"):
+    assert f"{grid}_0000032.png" in outputs
+  difference = float(re.search(r"max \|difference\| within the psi = 0 row: (\S+)", outputs).group(1))
+  assert difference < 1e-5
+  assert len(images) == 6  # gradient norms, MLP samples, three StyleGAN2 grids, the psi rows
