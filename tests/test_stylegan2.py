@@ -400,3 +400,15 @@ def test_tiny_stylegan2_trains_regularises_lazily_and_resumes_bitwise(
   for name in ("params", "ema_params", "opt_state", "model_state"):
     jax.tree.map(np.testing.assert_array_equal, getattr(state, name), getattr(resumed, name))
   np.testing.assert_array_equal(jax.random.key_data(state.rng), jax.random.key_data(resumed.rng))
+
+
+def test_samples_are_clipped_into_the_value_range(load):
+  """G's output is linear: samples and grids are clipped to [-1, 1] before the value range."""
+  from genjax import parallel
+  from genjax.datasets import dataset_info
+  from genjax.families import get_family
+
+  config = load("stylegan2_cifar10.py:tiny")
+  family = get_family("stylegan2")(config, dataset_info(config.data), parallel.make_mesh())
+  values = family._to_value_range(jnp.array([-3.0, -0.5, 0.0, 2.5]))
+  np.testing.assert_allclose(values, [-1.0, -0.5, 0.0, 1.0])

@@ -165,6 +165,11 @@ class StyleGAN2Family(GANFamily):
     model_state = {**model_state, G_BUFFERS: g_variables["buffers"], PL_MEAN: jnp.zeros(())}
     return params, model_state
 
+  def _to_value_range(self, x: jax.Array) -> jax.Array:
+    """Samples in data.value_range: G's output is linear, so it is clipped to [-1, 1] first (as
+    the official code clamps when it writes images); D always sees the unclipped output."""
+    return super()._to_value_range(jnp.clip(x, -1.0, 1.0))
+
   def _discriminate(self, d_params, model_state, x, labels, update_stats: bool):
     """D(x, labels) [B] and the unchanged model_state (this D keeps no statistics)."""
     return self.discriminator.apply({"params": d_params}, x, labels), model_state
