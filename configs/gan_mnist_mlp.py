@@ -25,7 +25,9 @@ MNIST-classifier features).
   python -m genjax.main --config=configs/gan_mnist_mlp.py:tiny --workdir=/tmp/gan_mlp_tiny
   python -m genjax.main --config=configs/gan_mnist_mlp.py:ring --workdir=/tmp/gan_mlp_ring
 
-Expected, MNIST runs: MEASURED: SEE README RESULTS TABLE (not yet measured for this config).
+Expected, MNIST runs (measured, README results table; 10 minutes on the contended 2-core CPU,
+one seed each): minimax FID 123.8 after 34,200 steps, non-saturating 146.4 after 43,300; G's
+gradient norm about half as large with minimax (D's fake logits stay near -0.5).
 `:tiny` (200 steps, no sample metrics) only checks that the run works. `:ring` puts the same
 networks (hidden 128, ReLU, non-saturating; z of 16 dims, linear output for points) on the ring of
 8 Gaussians with Adam 1e-2 (betas 0.5, 0.999) cosine-decayed to 0 over 3,000 steps, batch 256:
