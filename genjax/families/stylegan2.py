@@ -45,7 +45,7 @@ import optax
 from genjax.families import FAMILIES
 from genjax.families.gan import ADA_STATE, GANFamily, GANOptimizer
 from genjax.gan import settings
-from genjax.gan.ada import ada_update
+from genjax.gan.ada import ada_init_state, ada_update
 from genjax.gan.regularizers import r1_penalty
 from genjax.gan.stylegan2 import (
   ema_beta,
@@ -158,11 +158,16 @@ class StyleGAN2Family(GANFamily):
 
   # --- networks -------------------------------------------------------------------------------
   def init(self, rng, batch):
-    params, model_state = super().init(rng, batch)
-    g_rng, _ = jax.random.split(rng)
+    """The GAN family's keys and initialisation, with G's "buffers" collection kept as well."""
+    g_rng, d_rng = jax.random.split(rng)
     z = jnp.zeros((batch["x"].shape[0], self.config.model.latent_dim))
-    g_variables = self.generator.init(g_rng, z, self._labels(batch), noise_mode="const")
-    model_state = {**model_state, G_BUFFERS: g_variables["buffers"], PL_MEAN: jnp.zeros(())}
+    labels = self._labels(batch)
+    g_variables = self.generator.init(g_rng, z, labels, noise_mode="const")
+    d_variables = self.discriminator.init(d_rng, batch["x"], labels)
+    model_state = {G_BUFFERS: g_variables["buffers"], PL_MEAN: jnp.zeros(())}
+    if self.ada_pipeline:
+      model_state[ADA_STATE] = ada_init_state()
+    params = {"generator": g_variables["params"], "discriminator": d_variables["params"]}
     return params, model_state
 
   def _to_value_range(self, x: jax.Array) -> jax.Array:
