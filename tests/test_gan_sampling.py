@@ -88,7 +88,7 @@ def test_samples_do_not_depend_on_their_batch(load, overrides):
 
   @jax.jit
   def samples(g_params, z, labels):
-    generate = family.sampling_generator(g_params)
+    generate = family.sampling_generator(g_params, None)
     with_batch_statistics = functools.partial(family._generate, g_params)
     return {
       "whole": generate(z, labels),

@@ -217,6 +217,11 @@ class GANFamily(Family):
       return jax.random.truncated_normal(rng, -truncation, truncation, shape)
     return jax.random.normal(rng, shape)
 
+  def _sampling_latents(self, rng: jax.Array, num: int) -> jax.Array:
+    """z [num, latent_dim] for samples and evaluation: N(0, I), truncated to +-sampling.truncation
+    when that is > 0."""
+    return self._latents(rng, num, self.config.sampling.truncation)
+
   def _generate(self, g_params, z: jax.Array, labels: jax.Array | None) -> jax.Array:
     """G(z, labels) with batch norm on this batch's statistics (training); [B, *example_shape]."""
     out, _ = self.generator.apply({"params": g_params}, z, labels, mutable=["batch_stats"])
@@ -245,10 +250,14 @@ class GANFamily(Family):
     per_batch = jax.lax.map(batch_statistics, self.standing_latents())
     return jax.tree.map(lambda values: values.mean(axis=0), per_batch)
 
-  def sampling_generator(self, g_params) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
+  def sampling_generator(
+    self, g_params, model_state
+  ) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
     """(z [B, latent_dim], labels [B] or None) -> G(z, labels) [B, *example_shape] with batch norm
     on the standing statistics of g_params (computed once, here), so each example depends on its
-    own z and label only; without batch norm in G, G itself."""
+    own z and label only; without batch norm in G, G itself. (model_state holds no generator
+    state here; StyleGAN2's holds G's buffers.)"""
+    del model_state
     if not self.generator_batch_norm:
       return functools.partial(self._generate, g_params)
     variables = {"params": g_params, "batch_stats": self.standing_statistics(g_params)}
@@ -411,8 +420,8 @@ class GANFamily(Family):
     """Per example: D's logits on the real example (d_real) and on a generated one for the same
     label (d_fake), generated as in `sample`."""
     labels = self._labels(batch)
-    z = self._latents(rng, batch["x"].shape[0], self.config.sampling.truncation)
-    fake = self.sampling_generator(params["generator"])(z, labels)
+    z = self._sampling_latents(rng, batch["x"].shape[0])
+    fake = self.sampling_generator(params["generator"], model_state)(z, labels)
     real = self._from_value_range(batch["x"])
     metrics = {
       "d_real": self._discriminate(params["discriminator"], model_state, real, labels, False)[0],
@@ -421,12 +430,12 @@ class GANFamily(Family):
     return metrics
 
   def sample(self, params, model_state, rng, num):
-    return self._sample(self.sampling_generator(params["generator"]), rng, num)
+    return self._sample(self.sampling_generator(params["generator"], model_state), rng, num)
 
   def _sample(self, generate: Callable, rng: jax.Array, num: int) -> jax.Array:
     """`num` samples [num, *example_shape] in data.value_range of `sampling_generator` G."""
     z_rng, _ = jax.random.split(rng)
-    z = self._latents(z_rng, num, self.config.sampling.truncation)
+    z = self._sampling_latents(z_rng, num)
     return self._to_value_range(generate(z, self.sample_labels(rng, num)))
 
   def check_training(self, summary: dict[str, float]) -> str | None:
@@ -441,7 +450,7 @@ class GANFamily(Family):
     return None
 
   def image_grids(self, params, model_state, batch, rng):
-    generate = self.sampling_generator(params["generator"])
+    generate = self.sampling_generator(params["generator"], model_state)
     grids = {"samples": self._sample(generate, rng, self.config.sampling.grid_size)}
     if not self.info.is_image:
       return grids
