@@ -29,6 +29,7 @@ and only checks that everything runs.
 
 from genjax.evaluation.paper_protocols import use_paper_protocol
 from genjax.families import family_config
+from genjax.gan import settings
 
 
 def get_config(arg: str = ""):
@@ -65,22 +66,8 @@ def get_config(arg: str = ""):
   training.eval_every = 100_000
   training.max_d_loss = 100.0
   use_paper_protocol(config)
-  if arg == "tiny":  # narrow nets on generated 32x32 RGB images: checks that everything runs
-    config.data.name = "synthetic_images"
-    config.data.image_size = 0
-    config.data.in_memory = True
-    config.data.num_threads = 2
-    model.latent_dim = model.w_dim = 16
-    model.channel_base, model.channel_max = 128, 16
-    model.mbstd_group_size = 4
-    model.ema_kimg = 0.1
-    training.batch_size = 8
-    training.num_train_steps = 32
-    training.log_every = training.checkpoint_every = 16
-    training.sample_every = training.eval_every = 0
-    config.eval.sample_metrics = ()
-    config.eval.num_examples = 64
-    config.eval.batch_size = 32
+  if arg == "tiny":
+    settings.make_tiny(config)
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; use 'tiny' or nothing.")
   return config

@@ -405,6 +405,36 @@ def decode_image(path: epath.Path, channels: int, image_size: int) -> np.ndarray
   return pixels[..., None] if channels == 1 else pixels
 
 
+def load_images(path: epath.PathLike, shape: tuple[int, int, int]) -> tuple[list[str], np.ndarray]:
+  """(names, uint8 pixels [N, H, W, C]) of one image file or of every image under a folder (found
+  as data.name="image_folder" finds them), each fitted to shape [H, W, C]: an image smaller than
+  H x W is zero-padded around its centre (as the input pipeline pads MNIST's 28 x 28 to 32 x 32),
+  any other is centre-cropped and resized (`_crop_and_resize`). A file that is missing or does not
+  decode is a DataError naming it."""
+  source = as_path(os.path.expanduser(os.fspath(path)))
+  if source.is_dir():
+    listing = list_image_folder(source)
+    files = [(name, listing.root / name) for name in listing.files]
+  elif source.is_file():
+    files = [(source.name, source)]
+  else:
+    raise DataError(f"{str(source)!r} is neither an image file nor a folder of images.")
+  height, width, channels = shape
+  images = []
+  for name, file in files:
+    pixels = _attempt(decode_image, file, channels, 0)
+    if isinstance(pixels, Exception):
+      raise DataError(f"{str(file)!r} is not a readable image ({_describe(pixels)}).")
+    if pixels.shape[0] < height and pixels.shape[1] < width:
+      top, left = (height - pixels.shape[0]) // 2, (width - pixels.shape[1]) // 2
+      pad = ((top, height - pixels.shape[0] - top), (left, width - pixels.shape[1] - left), (0, 0))
+      pixels = np.pad(pixels, pad)
+    elif pixels.shape[:2] != (height, width):
+      pixels = decode_image(file, channels, height)
+    images.append(pixels)
+  return [name for name, _ in files], np.stack(images)
+
+
 class ImageFolderSource:
   """The readable images of a folder, decoded on access (data.in_memory=False).
 

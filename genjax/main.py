@@ -1,7 +1,8 @@
 """Command line: `python -m genjax.main --config=configs/<name>.py[:tiny] --workdir=<dir> [--mode=...]`.
 
-Modes: train (default; resumes the workdir's latest checkpoint), eval, sample, summary, and export
-(a LoRA run's merged weights as the run <workdir>/merged, genjax.trainer.export_merged).
+Modes: train (default; resumes the workdir's latest checkpoint), eval, sample, summary, export
+(a LoRA run's merged weights as the run <workdir>/merged, genjax.trainer.export_merged), and
+project (StyleGAN2: fit W+ to --config.projection.target's images, genjax.trainer.project).
 Override any config key with --config.<key>=<value>; an unknown key is an error naming the closest ones.
 Several processes (multi-host): --coordinator_address=host:port --num_processes=N --process_id=i.
 """
@@ -22,8 +23,8 @@ from genjax.config import flat_keys, load_config, unknown_key_message
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, path[:arg].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, samples and metrics.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "summary"], "What to do.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample/export (default: latest).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "project", "summary"], "What to do.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample/export/project (default: latest).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process).")
@@ -71,6 +72,8 @@ def main(argv: list[str]) -> None:
       result = trainer.evaluate(config, _WORKDIR.value, _STEP.value)
     elif _MODE.value == "sample":
       result = [str(path) for path in trainer.sample(config, _WORKDIR.value, _STEP.value)]
+    elif _MODE.value == "project":
+      result = [str(path) for path in trainer.project(config, _WORKDIR.value, _STEP.value)]
     elif _MODE.value == "export":
       result = str(trainer.export_merged(config, _WORKDIR.value, _STEP.value))
     else:

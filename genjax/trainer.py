@@ -7,6 +7,7 @@ and preemption. Entry points (all take a locked config and a workdir):
   train_and_evaluate  train from scratch or resume the latest checkpoint, then evaluate and sample
   evaluate            evaluate the latest (or a given) checkpoint; writes eval_<step>.json
   sample              write new sample grids (and an .npz of samples) from the latest checkpoint
+  project             fit the generator's latents to image files (families with `project`)
   summary             the networks' parameter table, ending in `total_params=<N>`
 """
 
@@ -32,7 +33,7 @@ import genjax
 from genjax import finetune, images, lora, parallel
 from genjax.checkpoint import Checkpointer
 from genjax.config import check_renamed_keys
-from genjax.datasets import DatasetInfo, dataset_info
+from genjax.datasets import DatasetInfo, dataset_info, load_images
 from genjax.evaluation.sample_metrics import SampleMetricsEvaluator
 from genjax.families import get_family
 from genjax.input_pipeline import TrainData, eval_batches
@@ -582,6 +583,64 @@ def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int
       for _ in batches():  # every process takes part in the (sharded) computation
         pass
     writer.flush()
+    return paths
+  finally:
+    experiment.checkpointer.close()
+
+
+def project(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int | None = None) -> list[epath.Path]:
+  """Projects every image of config.projection.target (an image file or a folder of them, fitted
+  to the model's shape by datasets.load_images) into the latent space of the checkpoint's sampling
+  generator, projection.batch_size targets at a time (the family's `project`, e.g. StyleGAN2's
+  W+), and writes to <workdir>/projections/<step>/:
+    progress.png       a row per target: the target, then the image after each snapshot;
+    projections.npz    names, targets, images (data.value_range), ws, distances [N, num_steps]
+                       and each noise map as noise/<layer>;
+    projections.json   each target's final pixel MSE and PSNR (dB) on [0, 1] pixels."""
+  experiment, state, step = _restore_for_inference(config, workdir, step)
+  try:
+    family = experiment.family
+    if not hasattr(family, "project"):
+      raise ValueError(f"--mode=project needs a family that projects images (stylegan2); "
+                       f"family {config.family!r} has none.")
+    section = config.projection
+    if not section.target:
+      raise ValueError("--mode=project needs --config.projection.target=<an image file or a folder of images>.")
+    if section.batch_size < 1:
+      raise ValueError(f"projection.batch_size must be >= 1, got {section.batch_size}.")
+    names, pixels = load_images(section.target, family.example_shape)
+    low, high = config.data.value_range
+    targets = (low + (high - low) * pixels.astype(np.float32) / 255.0)
+    count, size = len(names), min(section.batch_size, len(names))
+    padded = np.concatenate([targets, np.repeat(targets[-1:], -count % size, axis=0)])
+    project_fn = jax.jit(family.project, out_shardings=parallel.replicated(experiment.mesh))
+    params, key = experiment.sample_params(state), jax.random.key(section.seed)
+    chunks = []
+    for start in range(0, count, size):
+      logging.info("Projecting targets %d-%d of %d.", start + 1, min(start + size, count), count)
+      chunk = project_fn(params, state.model_state, jnp.asarray(padded[start:start + size]),
+                         jax.random.fold_in(key, start))
+      chunks.append(jax.device_get(chunk))
+    result = jax.tree.map(lambda *parts: np.concatenate(parts)[:count], *chunks)
+    unit = lambda x: np.clip(images.to_unit_range(x, (low, high)), 0.0, 1.0)
+    mse = np.mean(np.square(unit(result.image) - unit(targets)), axis=(1, 2, 3))
+    folder = experiment.workdir / "projections" / f"{step:07d}"
+    paths = []
+    if jax.process_index() == 0:
+      rows = np.concatenate([targets[:, None], result.snapshots], axis=1)
+      picture = images.render(rows.reshape(-1, *targets.shape[1:]), (low, high), rows.shape[1])
+      paths.append(images.save_png(folder / "progress.png", picture))
+      arrays = {"names": np.asarray(names), "targets": targets, "images": result.image,
+                "ws": result.ws, "distances": result.distances,
+                **{f"noise/{layer}": value for layer, value in result.noise.items()}}
+      with (folder / "projections.npz").open("wb") as file:
+        np.savez(file, **arrays)
+      report = {name: {"mse": float(error), "psnr_db": float(10 * np.log10(1.0 / max(error, 1e-12)))}
+                for name, error in zip(names, mse, strict=True)}
+      (folder / "projections.json").write_text(json.dumps(
+        {"step": step, "space": section.space, "num_steps": section.num_steps, "targets": report},
+        indent=2))
+      paths += [folder / "projections.npz", folder / "projections.json"]
     return paths
   finally:
     experiment.checkpointer.close()

@@ -9,9 +9,12 @@
 Prints one JSON line per measured function with: config, step, params, batch, images_per_s,
 step_ms_median (median over --repeats timed calls after --warmup untimed ones), compile_s,
 flops_per_step (XLA cost analysis), achieved_gflops, matmul_gflops (float32 matmul rate of this
-machine measured in the same run), fraction_of_matmul, peak_rss_mb, device. Functions: the train
-step, plus the family's benchmark_functions (e.g. each sampler). With --torch, an equivalent
-PyTorch implementation (scripts/torch_reference.py) is timed in the same run and the ratio reported.
+machine measured in the same run), fraction_of_matmul, peak_rss_mb, device; for a train step
+whose work differs by step (StyleGAN2's lazy regularisation), --repeats is rounded up to whole
+cycles and the row adds the median ms of each kind of step and images/s over the whole cycles.
+Functions: the train step, plus the family's benchmark_functions (e.g. each sampler). With
+--torch, an equivalent PyTorch implementation (scripts/torch_reference.py) is timed in the same
+run and the ratio reported.
 The data pipeline is excluded: the batch is synthetic with the config's shape and value range.
 """
 
@@ -85,7 +88,8 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
 
 
 def time_compiled(compiled, args, repeats: int, warmup: int, carries_state: bool) -> list[float]:
-  """Seconds per call. A train step donates its state, so the returned state feeds the next call."""
+  """Seconds per call; call i (from 0) is the (warmup + i)-th. A train step donates its state, so
+  the returned state feeds the next call (and its step number advances)."""
   times = []
   for index in range(warmup + repeats):
     start = time.perf_counter()
@@ -98,6 +102,23 @@ def time_compiled(compiled, args, repeats: int, warmup: int, carries_state: bool
   return times
 
 
+def by_step_kind(times: list[float], first_step: int, family, images: int) -> dict:
+  """For a family whose train steps differ (train_step_cycle > 1, e.g. StyleGAN2's lazy
+  regularisation): the median ms of each kind of step, and images/s over the whole cycles timed
+  (the rate a long run sees)."""
+  cycle = family.train_step_cycle
+  kinds: dict[str, list[float]] = {}
+  for index, seconds in enumerate(times):
+    kinds.setdefault(family.train_step_kind(first_step + index), []).append(seconds)
+  whole = len(times) // cycle * cycle
+  return {
+    "cycle_steps": cycle,
+    "step_ms_median_by_kind": {k: 1e3 * statistics.median(v) for k, v in kinds.items()},
+    "steps_by_kind": {k: len(v) for k, v in kinds.items()},
+    "images_per_s_over_cycles": images * whole / sum(times[:whole]) if whole else None,
+  }
+
+
 def flops_of(compiled) -> float:
   analysis = compiled.cost_analysis()
   if isinstance(analysis, (list, tuple)):
@@ -106,20 +127,24 @@ def flops_of(compiled) -> float:
 
 
 def measure(name, fn, args, images, config_name, params, batch, matmul, carries_state=False,
-            donate=False) -> dict:
+            donate=False, family=None) -> dict:
+  """One row; with `family` (a train step), also its times by kind of step (`by_step_kind`)."""
   jitted = jax.jit(fn, donate_argnums=0 if donate else ())
   start = time.perf_counter()
   compiled = jitted.lower(*args).compile()
   compile_s = time.perf_counter() - start
-  times = time_compiled(compiled, args, _REPEATS.value, _WARMUP.value, carries_state)
+  cycle = family.train_step_cycle if family is not None else 1
+  repeats = -(-_REPEATS.value // cycle) * cycle
+  times = time_compiled(compiled, args, repeats, _WARMUP.value, carries_state)
   median = statistics.median(times)
   flops = flops_of(compiled)
+  kinds = by_step_kind(times, _WARMUP.value, family, images) if cycle > 1 else {}
   return {
     "config": config_name, "step": name, "params": params, "batch": batch,
     "images_per_s": images / median, "step_ms_median": 1e3 * median, "compile_s": compile_s,
     "flops_per_step": flops, "achieved_gflops": flops / median / 1e9, "matmul_gflops": matmul,
     "fraction_of_matmul": flops / median / 1e9 / matmul, "peak_rss_mb": peak_rss_mb(),
-    "device": str(jax.devices()[0].platform), "num_devices": jax.device_count(),
+    "device": str(jax.devices()[0].platform), "num_devices": jax.device_count(), **kinds,
   }
 
 
@@ -166,7 +191,8 @@ def main(argv):
     rows = []
     if not only or "train_step" in only:
       rows.append(measure("train_step", experiment.family.train_step, (state, batch), images_per_step,
-                          config_name, num_params, batch_size, matmul, carries_state=True, donate=True))
+                          config_name, num_params, batch_size, matmul, carries_state=True, donate=True,
+                          family=experiment.family))
       state = experiment.init_state()
     extras = experiment.family.benchmark_functions(state.ema_params, state.model_state, batch,
                                                    jax.random.key(0))

@@ -412,3 +412,26 @@ def test_samples_are_clipped_into_the_value_range(load):
   family = get_family("stylegan2")(config, dataset_info(config.data), parallel.make_mesh())
   values = family._to_value_range(jnp.array([-3.0, -0.5, 0.0, 2.5]))
   np.testing.assert_allclose(values, [-1.0, -0.5, 0.0, 1.0])
+
+
+def test_train_step_kinds_name_the_lazy_regularisation_steps(load):
+  """scripts/benchmark.py times each kind of step: R1 every 16 and path length every 4 steps
+  repeat every 16 steps; a regulariser with interval 1 or weight 0 adds no kind."""
+  from genjax import parallel
+  from genjax.datasets import dataset_info
+  from genjax.families import get_family
+
+  def family(**overrides):
+    config = load("stylegan2_mnist.py:tiny", **overrides)
+    return get_family("stylegan2")(config, dataset_info(config.data), parallel.make_mesh())
+
+  default = family()
+  assert default.train_step_cycle == 16
+  assert [default.train_step_kind(step) for step in range(17)] == (
+    ["r1+pl"] + (["plain"] * 3 + ["pl"]) * 3 + ["plain"] * 3 + ["r1+pl"]
+  )
+  every_step_pl = family(**{"model.pl_interval": 1})
+  assert every_step_pl.train_step_cycle == 16
+  assert {every_step_pl.train_step_kind(step) for step in range(1, 16)} == {"plain"}
+  no_r1 = family(**{"model.r1_gamma": 0.0})
+  assert no_r1.train_step_cycle == 4 and no_r1.train_step_kind(8) == "pl"

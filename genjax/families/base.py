@@ -17,6 +17,7 @@ config into networks and the few pure functions the runner compiles:
   image_grids(params, model_state, batch, rng) -> {name: [N, H, W, C] images in data.value_range}
   metric_conventions()                     -> {eval metric name: its units and protocol}
   benchmark_functions(params, model_state, batch, rng) -> {name: (fn, args, images per call)}
+  train_step_cycle, train_step_kind(step) -> what step `step` does, where steps differ (benchmarks)
 
 `train_step` has a default (one gradient step on `loss` with the optimizer of `make_optimizer`
 and the EMA); families with several networks or updates per step (GANs) override it and
@@ -129,3 +130,10 @@ class Family:
     """Extra functions scripts/benchmark.py times besides the train step (e.g. each sampler):
     name -> (fn, args, images produced or consumed per call). The script jit-compiles fn."""
     return {}
+
+  # Train steps whose work differs by step number repeat it every train_step_cycle steps; step k
+  # does the work named train_step_kind(k) (scripts/benchmark.py times each kind and whole cycles).
+  train_step_cycle: int = 1
+
+  def train_step_kind(self, step: int) -> str:
+    return "every step"

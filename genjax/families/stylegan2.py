@@ -35,6 +35,8 @@ sampling.mixing_crossover from column j's latent and the rest from row i's), and
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -46,6 +48,7 @@ from genjax.families import FAMILIES
 from genjax.families.gan import ADA_STATE, GANFamily, GANOptimizer
 from genjax.gan import settings
 from genjax.gan.ada import ada_init_state, ada_update
+from genjax.gan.projection import Projection, ProjectionSettings, project, w_statistics
 from genjax.gan.regularizers import r1_penalty
 from genjax.gan.stylegan2 import (
   ema_beta,
@@ -205,6 +208,10 @@ class StyleGAN2Family(GANFamily):
     ws = self._training_ws(g_params, buffers, ws_rng, labels, num)
     return self._synthesize(g_params, buffers, ws, "random", noise_rng), ws
 
+  def _sampling_latents(self, rng, num):
+    """z ~ N(0, I) [num, latent_dim]: StyleGAN2 truncates in W (sampling.truncation_psi)."""
+    return self._latents(rng, num)
+
   def sampling_generator(self, g_params, model_state):
     """(z, labels) -> G(z, labels) with sampling.truncation_psi and sampling.noise_mode."""
     sampling, buffers = self.config.sampling, model_state[G_BUFFERS]
@@ -216,6 +223,22 @@ class StyleGAN2Family(GANFamily):
     return generate
 
   # --- the step -------------------------------------------------------------------------------
+  def _lazy_intervals(self) -> dict[str, int]:
+    """{"r1": k, "pl": k} for the regularisers that run as their own update every k > 1 steps."""
+    model = self.config.model
+    intervals = {"r1": (model.r1_gamma, model.r1_interval), "pl": (model.pl_weight, model.pl_interval)}
+    return {name: k for name, (weight, k) in intervals.items() if weight > 0 and k > 1}
+
+  @property
+  def train_step_cycle(self) -> int:
+    return math.lcm(1, *self._lazy_intervals().values())
+
+  def train_step_kind(self, step: int) -> str:
+    """"plain" (the D and G updates only), or the lazy regularisers step `step` adds ("r1", "pl",
+    "r1+pl")."""
+    due = [name for name, k in self._lazy_intervals().items() if step % k == 0]
+    return "+".join(due) or "plain"
+
   def train_step(self, state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
     model = self.config.model
     num = batch["x"].shape[0]
@@ -225,8 +248,8 @@ class StyleGAN2Family(GANFamily):
     buffers = model_state[G_BUFFERS]
     real = self._from_value_range(batch["x"])
     labels = self._labels(batch)
-    r1_lazy = model.r1_gamma > 0 and model.r1_interval > 1
-    pl_lazy = model.pl_weight > 0 and model.pl_interval > 1
+    lazy = self._lazy_intervals()
+    r1_lazy, pl_lazy = "r1" in lazy, "pl" in lazy
 
     def critic(d_params, x, key):
       return self._discriminate(
@@ -373,23 +396,6 @@ class StyleGAN2Family(GANFamily):
     return new_state, metrics
 
   # --- evaluation and samples -----------------------------------------------------------------
-  def eval_metrics(self, params, model_state, batch, rng):
-    """Per example: D's logits on the real example (d_real) and on a sample for its label."""
-    labels = self._labels(batch)
-    fake = self.sampling_generator(params["generator"], model_state)(
-      self._latents(rng, batch["x"].shape[0]), labels
-    )
-    real = self._from_value_range(batch["x"])
-    return {
-      "d_real": self._discriminate(params["discriminator"], model_state, real, labels, False)[0],
-      "d_fake": self._discriminate(params["discriminator"], model_state, fake, labels, False)[0],
-    }
-
-  def sample(self, params, model_state, rng, num):
-    generate = self.sampling_generator(params["generator"], model_state)
-    z_rng, _ = jax.random.split(rng)
-    return self._to_value_range(generate(self._latents(z_rng, num), self.sample_labels(rng, num)))
-
   def image_grids(self, params, model_state, batch, rng):
     sampling = self.config.sampling
     g_params, buffers = params["generator"], model_state[G_BUFFERS]
@@ -453,3 +459,39 @@ class StyleGAN2Family(GANFamily):
       class_labels = jnp.repeat(jnp.arange(self.num_classes), columns)
       grids["class_conditional"] = self._to_value_range(generate(z, class_labels))
     return grids
+
+  # --- projection -----------------------------------------------------------------------------
+  def project(self, params, model_state, targets, rng) -> Projection:
+    """Projections (genjax.gan.projection, config.projection) of targets [B, R, R, C] in
+    data.value_range, each on its own: a Projection with a leading batch axis, its image and
+    snapshots in data.value_range (clipped), its noise maps keyed by synthesis layer. w_avg and
+    w_std come from projection.w_samples mapped latents (uniform labels if conditional); the
+    synthesis uses constant noise, so G(ws, noise) reproduces a projection exactly."""
+    settings = ProjectionSettings.from_config(self.config.projection)
+    g_params, buffers = params["generator"], model_state[G_BUFFERS]
+    z_rng, labels_rng, run_rng = jax.random.split(rng, 3)
+    labels = self._uniform_labels(labels_rng, (settings.w_samples,))
+    latents = self._latents(z_rng, settings.w_samples)
+    w_avg, w_std = w_statistics(self._map(g_params, buffers, latents, labels)[:, 0])
+    layers = buffers["synthesis"]
+
+    def synthesize(ws, noise):
+      merged = {name: {**layer, "noise_const": noise[name]} for name, layer in layers.items()}
+      return self._synthesize(g_params, {**buffers, "synthesis": merged}, ws[None], "const")[0]
+
+    def project_one(target, key):
+      noise_rng, project_rng = jax.random.split(key)
+      keys = dict(zip(layers, jax.random.split(noise_rng, len(layers)), strict=True))
+      noise = {
+        name: jax.random.normal(keys[name], layer["noise_const"].shape)
+        for name, layer in layers.items()
+      }
+      return project(synthesize, target, w_avg, w_std, noise, self.num_ws, project_rng, settings)
+
+    keys = jax.random.split(run_rng, targets.shape[0])
+    result = jax.vmap(project_one)(self._from_value_range(targets), keys)
+    return dataclasses.replace(
+      result,
+      image=self._to_value_range(result.image),
+      snapshots=self._to_value_range(result.snapshots),
+    )

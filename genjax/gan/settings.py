@@ -91,3 +91,41 @@ def add_stylegan2_defaults(config: ml_collections.ConfigDict) -> None:
   config.sampling.truncation_psi = 1.0  # ws <- w_avg + psi (ws - w_avg) when sampling
   config.sampling.noise_mode = "const"  # "const" (fixed per-pixel noise), "random" or "none"
   config.sampling.mixing_crossover = 0  # style-mixing grid: first w entry of the column's latent
+
+  # --mode=project: fit w's (and noise maps) to images (genjax.gan.projection).
+  projection = config.projection = ml_collections.ConfigDict()
+  projection.target = ""  # an image file or a folder of images to project
+  projection.seed = 0
+  projection.batch_size = 8  # targets projected at once (each on its own)
+  projection.space = "w_plus"  # "w_plus" (one w per synthesis input) or "w" (one w for all)
+  projection.num_steps = 1000
+  projection.num_snapshots = 10  # images recorded along the way (divides num_steps)
+  projection.w_samples = 10_000  # mapped latents for w_avg and w_std
+  projection.lr = 0.1
+  projection.lr_rampup = 0.05
+  projection.lr_rampdown = 0.25
+  projection.initial_noise_factor = 0.05  # exploration noise on w, times w_std, ramped down
+  projection.noise_ramp = 0.75
+  projection.noise_weight = 1e5  # of the noise maps' autocorrelation penalty
+  projection.optimize_noise = True
+
+
+def make_tiny(config: ml_collections.ConfigDict) -> None:
+  """The `:tiny` variant of a StyleGAN2 paper config: narrow networks trained for 32 steps on
+  generated 32x32 RGB images (data.name="synthetic_images"), to check on a CPU that it all runs."""
+  config.data.name = "synthetic_images"
+  config.data.image_size = 0
+  config.data.in_memory = True
+  config.data.num_threads = 2
+  model, training = config.model, config.training
+  model.latent_dim = model.w_dim = 16
+  model.channel_base, model.channel_max = 128, 16
+  model.mbstd_group_size = 4
+  model.ema_kimg = 0.1
+  training.batch_size = 8
+  training.num_train_steps = 32
+  training.log_every = training.checkpoint_every = 16
+  training.sample_every = training.eval_every = 0
+  config.eval.sample_metrics = ()
+  config.eval.num_examples = 64
+  config.eval.batch_size = 32
