@@ -73,8 +73,9 @@ def test_inception_fid_notebook_executes(data_env, inception_weights_file):
 
 @pytest.mark.slow
 def test_gans_notebook_executes(tmp_path, data_env):
-  """The MLP GAN with both losses and its gradient-norm plot, then tiny StyleGAN2: its grids, and
-  truncation from Python (psi = 0 gives one image for every latent)."""
+  """The MLP GAN with both losses and its gradient-norm plot, then tiny StyleGAN2: its grids,
+  truncation from Python (psi = 0 gives one image for every latent) and the W+ projection of three
+  test digits (the error falls; --mode=project's files)."""
   outputs, images = execute("gans.ipynb", {
     "SIZE": '"tiny"', "ROOT": json.dumps(str(tmp_path / "runs")),
   }, data_env, timeout=1200)
@@ -84,4 +85,9 @@ def test_gans_notebook_executes(tmp_path, data_env):
     assert f"{grid}_0000032.png" in outputs
   difference = float(re.search(r"max \|difference\| within the psi = 0 row: (\S+)", outputs).group(1))
   assert difference < 1e-5
-  assert len(images) == 6  # gradient norms, MLP samples, three StyleGAN2 grids, the psi rows
+  assert "wrote ['progress.png', 'projections.json', 'projections.npz']" in outputs
+  errors = re.findall(r"digit\d\.png: MSE (\S+), PSNR (\S+) dB", outputs)
+  assert len(errors) == 3 and all(0.0 < float(mse) < 1.0 for mse, _ in errors)
+  first, last = json.loads(re.search(r"MSE at the first and last step: (.+)", outputs).group(1))[0]
+  assert last < first
+  assert len(images) == 7  # gradient norms, MLP samples, three StyleGAN2 grids, psi rows, projection
