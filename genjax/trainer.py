@@ -610,7 +610,7 @@ def project(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: in
       raise ValueError(f"projection.batch_size must be >= 1, got {section.batch_size}.")
     names, pixels = load_images(section.target, family.example_shape)
     low, high = config.data.value_range
-    targets = (low + (high - low) * pixels.astype(np.float32) / 255.0)
+    targets = low + (high - low) * pixels.astype(np.float32) / 255.0
     count, size = len(names), min(section.batch_size, len(names))
     padded = np.concatenate([targets, np.repeat(targets[-1:], -count % size, axis=0)])
     project_fn = jax.jit(family.project, out_shardings=parallel.replicated(experiment.mesh))

@@ -31,6 +31,9 @@ columns psi = 1 ... 0: the last column is w_avg's image), "style_mixing" (the cl
 row and the left column are the sources; cell (i, j) takes the entries of w before
 sampling.mixing_crossover from column j's latent and the rest from row i's), and
 "class_conditional" for conditional models.
+
+Projection (--mode=project, genjax.trainer.project): `project` fits W+ (or W) and the noise maps
+to images with genjax.gan.projection.
 """
 
 from __future__ import annotations
