@@ -11,7 +11,8 @@ inpainting  `inpaint`: the posterior (DDIM/ancestral) sampler where, after every
     lets the unknown pixels follow the known ones; it costs u network evaluations per step.
 editing (SDEdit)  `sdedit`: noise the given image to t_start = t_min + strength (t_max - t_min),
     x = alpha x_given + sigma z, then run the posterior sampler from t_start (Meng et al. 2022).
-    strength -> 0 returns (nearly) the input, 1 a new sample.
+    strength -> 0 returns (nearly) the input, 1 a new sample. `denoise` starts SDEdit at the
+    noise level of a noisy image instead of adding noise (the restore tool's sdedit denoiser).
 """
 
 from __future__ import annotations
@@ -121,14 +122,50 @@ def sdedit(
   """Edits x_given [B, ...] by noising it to t_start (strength in (0, 1]) and denoising it back."""
   if not 0.0 < strength <= 1.0:
     raise ValueError(f"The SDEdit strength must lie in (0, 1], got {strength}.")
-  grid = process.sampling_times(num_steps)
   t_start = process.t_min + strength * (process.t_max - process.t_min)
+  noise_rng, rng = jax.random.split(rng)
+  times = _times_from(process, t_start, num_steps)
+  alpha, sigma = process.marginal(jnp.asarray(times[0]))
+  x = alpha * x_given + sigma * jax.random.normal(noise_rng, x_given.shape, x_given.dtype)
+  return _denoise_from(process, eps_fn, x, times, eta, rng)
+
+
+def denoise(
+  process: Process,
+  eps_fn: EpsFn,
+  rng: jax.Array,
+  y: jax.Array,
+  noise_sigma: float,
+  num_steps: int,
+  eta: float = 1.0,
+) -> jax.Array:
+  """Denoises y = x_0 + noise_sigma n [B, ...] by SDEdit started at y's own noise level: at the
+  time t* with sigma(t*) / alpha(t*) = noise_sigma, alpha(t*) y = alpha x_0 + sigma n is already a
+  sample of x_t* given x_0, so no noise is added; then the posterior sampler from t*."""
+  if noise_sigma <= 0:
+    raise ValueError(f"Denoising needs the noise level of the image (> 0), got {noise_sigma}.")
+  with jax.ensure_compile_time_eval():
+    if process.discrete:
+      lambdas = np.asarray(process.log_snr(jnp.arange(process.num_timesteps)))
+      t_start = int(np.abs(lambdas + np.log(noise_sigma)).argmin())
+    else:
+      lam = np.clip(-np.log(noise_sigma), *np.asarray(process.log_snr(jnp.asarray([process.t_max, process.t_min]))))
+      t_start = float(process.t_from_lambda(jnp.asarray(lam, jnp.float32)))
+  times = _times_from(process, t_start, num_steps)
+  alpha = process.marginal(jnp.asarray(times[0]))[0]
+  return _denoise_from(process, eps_fn, alpha * y, times, eta, rng)
+
+
+def _times_from(process: Process, t_start: float, num_steps: int) -> np.ndarray:
+  """t_start, then the times of the process's num_steps grid below it."""
+  grid = process.sampling_times(num_steps)
   times = np.concatenate([[t_start], grid[grid < t_start]]).astype(grid.dtype)
   if process.discrete:
     times = np.unique(np.round(times).astype(np.int32))[::-1]
-  noise_rng, rng = jax.random.split(rng)
-  alpha, sigma = process.marginal(jnp.asarray(times[0]))
-  x = alpha * x_given + sigma * jax.random.normal(noise_rng, x_given.shape, x_given.dtype)
+  return times
+
+
+def _denoise_from(process, eps_fn, x, times, eta, rng):
   if len(times) == 1:
     return denoised(process, eps_fn, x, jnp.asarray(times[0]))[0]
   return _walk(process, eps_fn, x, times, eta, rng)
