@@ -88,6 +88,9 @@ def _add_network_defaults(model: ml_collections.ConfigDict) -> None:
   model.resblock = "ddpm"  # or "biggan" (DDPM++/NCSN++)
   model.skip_rescale = False
   model.norm_groups = 32
+  # output channels; 0: those of the input. sr3 (genjax.families.sr3) feeds the noisy image and its
+  # upsampled low-resolution version (2C channels) and sets this to the data's C
+  model.out_channels = 0
   # score_mlp: genjax.models.score_mlp.ScoreMLP, for 2-D data
   model.hidden = (256, 256, 256)
   model.embedding_dim = 64

@@ -28,6 +28,7 @@ def _import_all() -> None:
   from genjax.families import (
     diffusion,  # noqa: F401
     gan,  # noqa: F401
+    sr3,  # noqa: F401
     stylegan2,  # noqa: F401
     vae,  # noqa: F401
   )

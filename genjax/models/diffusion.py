@@ -1,5 +1,6 @@
 """Diffusion networks, chosen by `model.network`: (model section, num_classes) -> a flax module
-(x [B, *shape], network time [B], labels [B] or None; train) -> [B, *shape]."""
+(x [B, *shape], network time [B], labels [B] or None; train) -> [B, *shape] (the UNet's last axis:
+model.out_channels when set, for inputs that carry conditioning channels)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def unet(model: ml_collections.ConfigDict, num_classes: int) -> UNet:
     resblock=model.resblock,
     skip_rescale=model.skip_rescale,
     groups=model.norm_groups,
+    out_channels=model.get("out_channels", 0),  # configs saved before the key existed: 0
   )
 
 

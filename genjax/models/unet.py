@@ -109,7 +109,8 @@ class AttentionBlock(nn.Module):
 
 
 class UNet(nn.Module):
-  """eps/v/F network: (x [B, H, W, C], time [B], labels [B] or None) -> [B, H, W, C]."""
+  """eps/v/F network: (x [B, H, W, C], time [B], labels [B] or None) -> [B, H, W, out_channels]
+  (out_channels 0: C; conditional models such as sr3 feed extra input channels and set it)."""
 
   channels: int = 128
   channel_mult: Sequence[int] = (1, 2, 2, 2)
@@ -122,6 +123,7 @@ class UNet(nn.Module):
   resblock: str = "ddpm"  # or "biggan"
   skip_rescale: bool = False
   groups: int = 32  # GroupNorm groups (must divide every channel count)
+  out_channels: int = 0  # channels of the output; 0: as many as the input has
 
   @nn.compact
   def __call__(
@@ -183,4 +185,4 @@ class UNet(nn.Module):
         else:
           h = Conv(h.shape[-1], (3, 3), kernel_init=default_init)(_resample(h, "up"))
     h = nn.swish(_norm(self.groups)(h))
-    return Conv(x.shape[-1], (3, 3), kernel_init=zero_init)(h)
+    return Conv(self.out_channels or x.shape[-1], (3, 3), kernel_init=zero_init)(h)
