@@ -159,6 +159,17 @@ def base_config() -> ml_collections.ConfigDict:
   sampling.batch_size = 64  # --mode=sample draws this many at a time (bounded memory)
   sampling.seed = 42
   sampling.use_ema = True
+
+  # --mode=restore (genjax.restore): the solvers' settings; the task and files are flags.
+  config.restore = restore = ml_collections.ConfigDict()
+  restore.num_steps = 100  # steps of the diffusion solvers (ddnm, pigdm, repaint, sdedit)
+  restore.eta = 1.0  # their posterior steps: 1 ancestral, 0 deterministic (DDIM)
+  restore.repaint_resample = 3  # repaint: passes per step
+  restore.prior_variance = 1.0  # pigdm: the data variance v in r_t^2 (ΠGDM's 1)
+  restore.guidance_scale = 1.0  # pigdm: the likelihood score's weight (1 = the exact Gaussian rule)
+  restore.strength = 0.0  # sdedit: 0 starts at the image's own noise level, else SDEdit's strength
+  restore.batch_size = 16  # images restored per call
+  restore.seed = 0
   return config
 
 

@@ -2,7 +2,9 @@
 
 Modes: train (default; resumes the workdir's latest checkpoint), eval, sample, summary, export
 (a LoRA run's merged weights as the run <workdir>/merged, genjax.trainer.export_merged), and
-project (StyleGAN2: fit W+ to --config.projection.target's images, genjax.trainer.project).
+project (StyleGAN2: fit W+ to --config.projection.target's images, genjax.trainer.project), and
+restore (denoise, inpaint or super-resolve your images: --task, --input and the flags below,
+genjax.restore; a run that skipped unreadable files exits with status 1 after restoring the rest).
 Override any config key with --config.<key>=<value>; an unknown key is an error naming the closest ones.
 Several processes (multi-host): --coordinator_address=host:port --num_processes=N --process_id=i.
 """
@@ -17,14 +19,23 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genjax import parallel, trainer
+from genjax import parallel, restore, trainer
 from genjax.config import flat_keys, load_config, unknown_key_message
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, path[:arg].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, samples and metrics.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "project", "summary"], "What to do.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample/export/project (default: latest).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "project", "restore", "summary"], "What to do.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample/export/project/restore (default: latest).")
+_TASK = flags.DEFINE_enum("task", None, list(restore.TASKS), "--mode=restore: what to do to the images.")
+_INPUT = flags.DEFINE_string("input", None, "--mode=restore: an image file or a folder of them.")
+_MASK = flags.DEFINE_string("mask", "", "--mode=restore --task=inpaint: a PNG of the input's size, white = the pixels to fill.")
+_BOX = flags.DEFINE_string("box", "", "--mode=restore --task=inpaint: x0,y0,x1,y1, the box to fill in input pixels.")
+_NOISE_SIGMA = flags.DEFINE_float("noise_sigma", 0.0, "--mode=restore: the noise std on [0, 1] pixels (needed to denoise).")
+_SCALE = flags.DEFINE_integer("scale", 2, "--mode=restore --task=superres: the upscaling factor.")
+_NUM = flags.DEFINE_integer("num", 1, "--mode=restore: restorations per image (samples show the uncertainty).")
+_METHOD = flags.DEFINE_string("method", "", "--mode=restore: the solver (default: the model's first; see genjax.restore).")
+_OUTPUT = flags.DEFINE_string("output", "", "--mode=restore: folder for the results (default: next to the inputs).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process).")
@@ -74,6 +85,8 @@ def main(argv: list[str]) -> None:
       result = [str(path) for path in trainer.sample(config, _WORKDIR.value, _STEP.value)]
     elif _MODE.value == "project":
       result = [str(path) for path in trainer.project(config, _WORKDIR.value, _STEP.value)]
+    elif _MODE.value == "restore":
+      result = _restore(config)
     elif _MODE.value == "export":
       result = str(trainer.export_merged(config, _WORKDIR.value, _STEP.value))
     else:
@@ -83,6 +96,22 @@ def main(argv: list[str]) -> None:
     print(f"genjax: error: {error}", file=sys.stderr)
     sys.exit(1)
   logging.info("Done: %s", result)
+
+
+def _restore(config) -> str:
+  """--mode=restore; exits with status 1, after restoring the rest, when files were skipped."""
+  if not _TASK.value or not _INPUT.value:
+    raise ValueError("--mode=restore needs --task=denoise|inpaint|superres and --input=<image or folder>.")
+  request = restore.Request(task=_TASK.value, input=_INPUT.value, mask=_MASK.value, box=_BOX.value,
+                            noise_sigma=_NOISE_SIGMA.value, scale=_SCALE.value, num=_NUM.value,
+                            method=_METHOD.value, output=_OUTPUT.value)
+  report = restore.restore_files(config, _WORKDIR.value, request, _STEP.value)
+  done = f"restored {len(report['restored'])} of {len(report['restored']) + len(report['errors'])} images"
+  if report["errors"]:
+    lines = "\n".join(f"  {message}" for message in report["errors"].values())
+    print(f"genjax: {done}; skipped:\n{lines}", file=sys.stderr)
+    sys.exit(1)
+  return done
 
 
 if __name__ == "__main__":

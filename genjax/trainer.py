@@ -493,7 +493,7 @@ def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
 # --- the other modes ------------------------------------------------------------------------------
 
 
-def _restore_for_inference(config, workdir: epath.PathLike, step: int | None) -> tuple[Experiment, TrainState, int]:
+def restore_for_inference(config, workdir: epath.PathLike, step: int | None) -> tuple[Experiment, TrainState, int]:
   """The experiment with a read-only checkpointer (nothing is moved, deleted or written) and the
   restored state of `step` (default: the latest)."""
   _check_config(config)
@@ -508,7 +508,7 @@ def _restore_for_inference(config, workdir: epath.PathLike, step: int | None) ->
 
 def evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int | None = None) -> dict[str, float]:
   """Evaluates a checkpoint; writes metrics.jsonl, TensorBoard and eval_<step>.json."""
-  experiment, state, step = _restore_for_inference(config, workdir, step)
+  experiment, state, step = restore_for_inference(config, workdir, step)
   try:
     results = evaluate_state(experiment, state)
     writer = make_writer(experiment.workdir)
@@ -558,7 +558,7 @@ def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int
   """Writes new grids (seed sampling.seed) and sampling.num_samples samples to
   samples/samples_<step>_seed<seed>.npz, drawn sampling.batch_size at a time (batch i with the key
   fold_in(key(seed), i)) and streamed to the file, so memory stays bounded for any count."""
-  experiment, state, step = _restore_for_inference(config, workdir, step)
+  experiment, state, step = restore_for_inference(config, workdir, step)
   try:
     sampling = config.sampling
     if sampling.num_samples <= 0 or sampling.batch_size <= 0:
@@ -597,7 +597,7 @@ def project(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: in
     projections.npz    names, targets, images (data.value_range), ws, distances [N, num_steps]
                        and each noise map as noise/<layer>;
     projections.json   each target's final pixel MSE and PSNR (dB) on [0, 1] pixels."""
-  experiment, state, step = _restore_for_inference(config, workdir, step)
+  experiment, state, step = restore_for_inference(config, workdir, step)
   try:
     family = experiment.family
     if not hasattr(family, "project"):

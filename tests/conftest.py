@@ -12,6 +12,22 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("GENJAX_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache_dir(tmp_path_factory) -> Path:
+  """JAX's persistent compilation cache for the whole session (in this process; the CLI
+  subprocesses compile for themselves): many tests train, sample or restore the same tiny
+  configs, and a program compiled once is then loaded instead of compiled again. The compiled code
+  is the same either way."""
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache as cache
+
+  folder = tmp_path_factory.mktemp("jax_cache")
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  cache.reset_cache()
+  return folder
+
+
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory) -> Path:
   """A tfds data_dir for this session; MNIST is prepared into it from MNIST_DIR on first use."""

@@ -91,3 +91,18 @@ def test_gans_notebook_executes(tmp_path, data_env):
   first, last = json.loads(re.search(r"MSE at the first and last step: (.+)", outputs).group(1))[0]
   assert last < first
   assert len(images) == 7  # gradient norms, MLP samples, three StyleGAN2 grids, psi rows, projection
+
+
+@pytest.mark.slow
+def test_restore_notebook_executes(tmp_path, data_env):
+  """A tiny prior trained in the notebook denoises, inpaints and super-resolves an MNIST test digit
+  (four samples each, written next to the inputs) and prints PSNRs beside the classical ones."""
+  outputs, images = execute("restore.ipynb", {
+    "SIZE": '"tiny"', "ROOT": json.dumps(str(tmp_path / "restore")),
+  }, data_env, timeout=900)
+  assert "denoise   methods: pigdm, sdedit" in outputs and "inpaint   methods: ddnm, pigdm, repaint" in outputs
+  for task in ("denoise", "inpaint", "superres"):
+    assert re.search(rf"{task} +\w+ +PSNR of the 4 samples: [\d.]+, [\d.]+, [\d.]+, [\d.]+", outputs), task
+  assert "classical baseline:" in outputs
+  assert (tmp_path / "restore" / "restored" / "digit.inpaint.npz").is_file()
+  assert len(images) == 4  # the digit and one side-by-side PNG per task

@@ -163,7 +163,7 @@ def test_tiny_mnist_trains_samples_evaluates_and_resumes_exactly(load, tmp_path)
   resumed = trainer.train_and_evaluate(config, resumed_dir)
   assert resumed == straight
   states = [
-    trainer._restore_for_inference(config, folder, None)
+    trainer.restore_for_inference(config, folder, None)
     for folder in (tmp_path / "straight", resumed_dir)
   ]
   for experiment, _, step in states:

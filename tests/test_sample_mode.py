@@ -23,7 +23,7 @@ def test_samples_are_drawn_in_batches_into_one_file_and_no_checkpoint_moves(load
   paths = trainer.sample(config, tmp_path)
   saved = np.load(tmp_path / "samples" / "samples_0000010_seed3.npz")
   assert saved["samples"].shape == (130, 28, 28, 1) and int(saved["step"]) == 10
-  experiment, state, _ = trainer._restore_for_inference(config, tmp_path, None)
+  experiment, state, _ = trainer.restore_for_inference(config, tmp_path, None)
   experiment.checkpointer.close()
   key = jax.random.key(3)
   for index, (start, stop) in enumerate([(0, 50), (50, 100), (100, 130)]):
