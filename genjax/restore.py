@@ -195,7 +195,7 @@ class Restorer:
     offered = self.methods(task)
     if not offered:
       raise RestoreError(
-        f"A {self.kind} model cannot {task}: use a diffusion prior (denoise, inpaint, superres), an "
+        f"This {self.kind} model cannot {task}: use a diffusion prior (denoise, inpaint, superres), an "
         "sr3 model (superres) or a vae (denoise)."
       )
     method = method or offered[0]

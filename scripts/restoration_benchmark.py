@@ -70,6 +70,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 100, "Images per genjax restore
 _FIGURE_EXAMPLES = flags.DEFINE_integer(
   "figure_examples", 3, "Examples per degradation in figures."
 )
+_SKIP_METHODS = flags.DEFINE_list("skip_methods", [], "genjax methods not to run (e.g. pigdm).")
 _RESTORE_STEPS = flags.DEFINE_integer(
   "restore_steps", 0, "Steps of the diffusion restorers (config.restore.num_steps); 0: the config's."
 )
@@ -332,6 +333,8 @@ def main(argv: list[str]) -> None:
     genjax_names = []
     for source, restorer in restorers.items():
       for method in restorer.methods(degradation.task):
+        if method in _SKIP_METHODS.value:
+          continue
         label = f"{method}" if source == "prior" else f"{method} ({source})"
         row = {
           **base,
@@ -388,6 +391,8 @@ def main(argv: list[str]) -> None:
         )
       )
       figure_names.append(f"{degradation.name} #{i}\nbaselines: {', '.join(best)}")
+    partial = [{k: v for k, v in row.items() if k != "per_image"} for row in rows]
+    (out / "results_so_far.md").write_text(markdown_table(partial, command))  # a run cut short
 
   genjax_columns = list(dict.fromkeys(name for row in figure_rows for name in row[2]))
   restoration.comparison_figure(

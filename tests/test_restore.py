@@ -220,3 +220,24 @@ def test_vae_denoises_and_refuses_other_tasks(load, tmp_path):
   assert np.all((one >= 0) & (one <= 1)) and not np.allclose(several[0, 0], several[0, 1])
   with pytest.raises(restore.RestoreError, match="cannot inpaint"):
     restorer.check("inpaint", "", 0.0, 2)
+
+
+def test_an_sr3_workdir_super_resolves_at_its_own_scale_only(load, tmp_path):
+  config = load("sr3_mnist.py:tiny", **TINY)
+  workdir = untrained_workdir(config, tmp_path / "sr3")
+  restorer = restore.load_restorer(config, workdir)
+  assert restorer.methods("superres") == ("sr3",) and restorer.methods("denoise") == ()
+  Image.fromarray(digit(7)).save(tmp_path / "tiny.png")
+  request = restore.Request(task="superres", input=str(tmp_path / "tiny.png"), scale=4, num=2)
+  report = restore.restore_files(config, workdir, request, restorer=restorer)
+  assert report["method"] == "sr3" and not report["errors"]
+  assert np.load(tmp_path / "tiny.superres.npz")["samples"].shape == (2, 28, 28, 1)
+  with pytest.raises(restore.RestoreError, match="super-resolves by 4x, not --scale=2"):
+    restore.restore_files(
+      config,
+      workdir,
+      restore.Request(task="superres", input=str(tmp_path), scale=2),
+      restorer=restorer,
+    )
+  with pytest.raises(restore.RestoreError, match="This sr3 model cannot denoise"):
+    restorer.check("denoise", "", 0.1, 2)
