@@ -94,11 +94,15 @@ def test_gans_notebook_executes(tmp_path, data_env):
 
 
 @pytest.mark.slow
-def test_restore_notebook_executes(tmp_path, data_env):
-  """A tiny prior trained in the notebook denoises, inpaints and super-resolves an MNIST test digit
-  (four samples each, written next to the inputs) and prints PSNRs beside the classical ones."""
+def test_restore_notebook_executes(tmp_path, data_env, load):
+  """A tiny prior (its initial weights: the notebook's training cell is the quickstart's, tested
+  there) denoises, inpaints and super-resolves an MNIST test digit (four samples each, written next
+  to the inputs) and prints PSNRs beside the classical ones."""
+  from test_restore import untrained_workdir
+
+  prior = untrained_workdir(load("ddpm_mnist28.py:tiny"), tmp_path / "prior")
   outputs, images = execute("restore.ipynb", {
-    "SIZE": '"tiny"', "ROOT": json.dumps(str(tmp_path / "restore")),
+    "SIZE": '"tiny"', "ROOT": json.dumps(str(tmp_path / "restore")), "PRIOR_WORKDIR": json.dumps(str(prior)),
   }, data_env, timeout=900)
   assert "denoise   methods: pigdm, sdedit" in outputs and "inpaint   methods: ddnm, pigdm, repaint" in outputs
   for task in ("denoise", "inpaint", "superres"):
