@@ -168,10 +168,8 @@ def _vae(restorer, task, sigma, scale, several):
 class Restorer:
   """A trained model (diffusion prior, sr3 or vae) as a restorer of measured images."""
 
-  def __init__(self, config: ml_collections.ConfigDict, family, params, model_state, step: int):
-    self.config, self.family, self.params, self.model_state, self.step = (
-      config, family, params, model_state, step,
-    )
+  def __init__(self, config: ml_collections.ConfigDict, family, params, step: int):
+    self.config, self.family, self.params, self.step = config, family, params, step
     self.shape = tuple(family.example_shape)
     self.value_range = tuple(config.data.value_range)
     self._compiled: dict[tuple, Callable] = {}
@@ -250,7 +248,7 @@ def load_restorer(config: ml_collections.ConfigDict, workdir: epath.PathLike, st
   the config samples with them."""
   experiment, state, step = trainer.restore_for_inference(config, workdir, step)
   experiment.checkpointer.close()
-  return Restorer(config, experiment.family, experiment.sample_params(state), state.model_state, step)
+  return Restorer(config, experiment.family, experiment.sample_params(state), step)
 
 
 # --- files ----------------------------------------------------------------------------------------
