@@ -72,11 +72,11 @@ _FIGURE_EXAMPLES = flags.DEFINE_integer(
 )
 _SKIP_METHODS = flags.DEFINE_list("skip_methods", [], "genjax methods not to run (e.g. pigdm).")
 _RESTORE_STEPS = flags.DEFINE_integer(
-  "restore_steps", 0, "Steps of the diffusion restorers (config.restore.num_steps); 0: the config's."
+  "restore_steps",
+  0,
+  "Steps of the diffusion restorers (config.restore.num_steps); 0: the config's.",
 )
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "MNIST files (else $GENJAX_DATA_DIR).")
-
-MNIST_SIZE = 28
 
 
 def selected_degradations(names: list[str]) -> list[restoration.Degradation]:
@@ -112,83 +112,6 @@ def fid_reference() -> tuple[tuple[np.ndarray, np.ndarray], dict]:
     "protocol_sha256": stats.protocol_sha256,
   }
   return (stats.mean, stats.covariance), protocol
-
-
-# ------------------------------------------------------------------------ genjax restorer calls
-
-
-def canvas_padding(shape: tuple[int, ...], degradation: restoration.Degradation) -> int | None:
-  """Zero-padding per side from the 28x28 protocol canvas to the model's [H, W, 1] (e.g. 2 for a
-  32x32 model); None when the degradation cannot be expressed on that canvas (4x downsampling of a
-  28x28 digit padded by 2: the blocks do not align)."""
-  height, width, channels = shape
-  pad = (height - MNIST_SIZE) // 2
-  if height != width or channels != 1 or pad < 0 or height != MNIST_SIZE + 2 * pad:
-    raise ValueError(f"The benchmark's canvas is 28x28x1 MNIST; the model's is {shape}.")
-  if degradation.task == "superres" and pad % degradation.scale:
-    return None
-  return pad
-
-
-def run_genjax(restorer, method, degradation, measured, mask, pad, key, batch_size):
-  """Restores measured images (the 28x28 protocol's, [0, 1]) with restorer's `method`, in batches
-  of batch_size (the last one padded, so every call has one shape; batch b with rng
-  fold_in(key, b)). Returns (restored [N, 28, 28, 1] on [0, 1], timing dict)."""
-  low, high = (float(v) for v in restorer.value_range)
-  edge = pad // degradation.scale if degradation.task == "superres" else pad
-  widths = ((0, 0), (edge, edge), (edge, edge), (0, 0))
-  model_input = low + (high - low) * np.pad(measured, widths)  # padding: black, known
-  model_mask = None if mask is None else np.pad(mask, widths, constant_values=1.0)
-  options = {
-    "denoise": {"noise_sigma": degradation.sigma},
-    "inpaint": {},
-    "superres": {"scale": degradation.scale},
-  }[degradation.task]
-  count = len(measured)
-  size = min(batch_size, count)
-
-  def call(index):
-    rows = slice(index * size, (index + 1) * size)
-    x, m = model_input[rows], None if model_mask is None else model_mask[rows]
-    real = len(x)
-    if real < size:
-      x = np.concatenate([x, np.repeat(x[-1:], size - real, axis=0)])
-      m = None if m is None else np.concatenate([m, np.repeat(m[-1:], size - real, axis=0)])
-    start = time.perf_counter()
-    out = restorer.restore(
-      x.astype(np.float32),
-      degradation.task,
-      method,
-      jax.random.fold_in(key, index),
-      mask=m,
-      num=1,
-      **options,
-    )
-    out = np.asarray(out)  # waits for the computation
-    seconds = time.perf_counter() - start
-    out = (out[:real, 0] - low) / (high - low)
-    out = out[:, pad : pad + MNIST_SIZE, pad : pad + MNIST_SIZE]
-    return np.clip(out, 0.0, 1.0).astype(np.float32), seconds
-
-  first, first_seconds = call(0)
-  outputs, timed = [first], []
-  for index in range(1, math.ceil(count / size)):
-    out, seconds = call(index)
-    outputs.append(out)
-    timed.append(seconds)
-  timing = {}
-  if not timed:  # one batch only: run it again for a time without compilation
-    again, seconds = call(0)
-    timed.append(seconds)
-    timing["repeat_identical"] = bool(np.array_equal(again, first))
-  timing.update(
-    seconds_per_image=sum(timed) / (len(timed) * size),
-    first_call_seconds=first_seconds,
-    compile_seconds_estimate=max(first_seconds - float(np.mean(timed)), 0.0),
-    timed_calls=len(timed),
-    batch_size=size,
-  )
-  return np.concatenate(outputs), timing
 
 
 # --------------------------------------------------------------------------------------- report
@@ -343,7 +266,7 @@ def main(argv: list[str]) -> None:
           "workdir": _WORKDIRS[source].value,
           "config": _CONFIGS[source].value,
         }
-        pad = canvas_padding(tuple(restorer.shape), degradation)
+        pad = restoration.canvas_padding(tuple(restorer.shape), degradation)
         if pad is None:
           rows.append(
             {
@@ -354,7 +277,7 @@ def main(argv: list[str]) -> None:
           )
           continue
         try:
-          restored, timing = run_genjax(
+          restored, timing = restoration.restore_in_batches(
             restorer,
             method,
             degradation,

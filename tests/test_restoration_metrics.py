@@ -1,17 +1,14 @@
 """genjax.evaluation.restoration (the restoration benchmark's degradations, classical baselines,
-metrics and figure) and the benchmark script's calls of a restorer."""
+metrics and figure, and the calls of a restorer on its protocol)."""
 
 import gzip
-import sys
 
 import numpy as np
 import pytest
-from conftest import MNIST_DIR, REPO
+from conftest import MNIST_DIR
 from PIL import Image
 
 from genjax.evaluation import restoration as R
-
-sys.path.insert(0, str(REPO / "scripts"))
 
 
 def mnist_digits(split: str, start: int, count: int) -> np.ndarray:
@@ -216,16 +213,15 @@ class IdentityRestorer:
 @pytest.mark.parametrize("size", [28, 32])
 def test_the_benchmark_maps_value_range_canvas_and_batches_both_ways(digits, size):
   import jax
-  from restoration_benchmark import canvas_padding, run_genjax
 
   for degradation in R.PROTOCOL:
     measured, mask = degradation.apply(digits[:5], seed=0)
-    pad = canvas_padding((size, size, 1), degradation)
+    pad = R.canvas_padding((size, size, 1), degradation)
     if size == 32 and degradation.name == "superres_x4":
       assert pad is None  # 2-pixel padding is half a low-res pixel
       continue
     restorer = IdentityRestorer(size)
-    restored, timing = run_genjax(
+    restored, timing = R.restore_in_batches(
       restorer, "identity", degradation, measured, mask, pad, jax.random.key(0), batch_size=2
     )
     expected = {

@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -42,6 +44,7 @@ from genjax.registry import Registry
 
 PSNR_CAP_DB = 100.0  # psnr of identical images (MSE floored at 1e-10)
 TASKS = ("denoise", "inpaint", "superres")
+PROTOCOL_SIZE = 28  # MNIST digits: the canvas every degradation and metric works on
 
 # --------------------------------------------------------------------------------- degradations
 
@@ -337,6 +340,83 @@ def tune_denoiser(name: str, tuning_clean: np.ndarray, sigma: float, seed: int) 
     for value in baseline.grid
   ]
   return baseline.grid[int(np.argmax(scores))]
+
+
+# ---------------------------------------------------------------- a genjax restorer on the protocol
+
+
+def canvas_padding(shape: tuple[int, ...], degradation: Degradation) -> int | None:
+  """Zero-padding per side from the 28x28 protocol canvas to the model's [H, W, 1] (e.g. 2 for a
+  32x32 model); None when the degradation cannot be expressed on that canvas (4x downsampling of a
+  28x28 digit padded by 2: the blocks do not align)."""
+  height, width, channels = shape
+  pad = (height - PROTOCOL_SIZE) // 2
+  if height != width or channels != 1 or pad < 0 or height != PROTOCOL_SIZE + 2 * pad:
+    raise ValueError(f"The benchmark's canvas is 28x28x1 MNIST; the model's is {shape}.")
+  if degradation.task == "superres" and pad % degradation.scale:
+    return None
+  return pad
+
+
+def restore_in_batches(restorer, method, degradation, measured, mask, pad, key, batch_size):
+  """Restores measured images (the 28x28 protocol's, [0, 1]) with restorer's `method`, in batches
+  of batch_size (the last one padded, so every call has one shape; batch b with rng
+  fold_in(key, b)). Returns (restored [N, 28, 28, 1] on [0, 1], timing dict)."""
+  low, high = (float(v) for v in restorer.value_range)
+  edge = pad // degradation.scale if degradation.task == "superres" else pad
+  widths = ((0, 0), (edge, edge), (edge, edge), (0, 0))
+  model_input = low + (high - low) * np.pad(measured, widths)  # padding: black, known
+  model_mask = None if mask is None else np.pad(mask, widths, constant_values=1.0)
+  options = {
+    "denoise": {"noise_sigma": degradation.sigma},
+    "inpaint": {},
+    "superres": {"scale": degradation.scale},
+  }[degradation.task]
+  count = len(measured)
+  size = min(batch_size, count)
+
+  def call(index):
+    rows = slice(index * size, (index + 1) * size)
+    x, m = model_input[rows], None if model_mask is None else model_mask[rows]
+    real = len(x)
+    if real < size:
+      x = np.concatenate([x, np.repeat(x[-1:], size - real, axis=0)])
+      m = None if m is None else np.concatenate([m, np.repeat(m[-1:], size - real, axis=0)])
+    start = time.perf_counter()
+    out = restorer.restore(
+      x.astype(np.float32),
+      degradation.task,
+      method,
+      jax.random.fold_in(key, index),
+      mask=m,
+      num=1,
+      **options,
+    )
+    out = np.asarray(out)  # waits for the computation
+    seconds = time.perf_counter() - start
+    out = (out[:real, 0] - low) / (high - low)
+    out = out[:, pad : pad + PROTOCOL_SIZE, pad : pad + PROTOCOL_SIZE]
+    return np.clip(out, 0.0, 1.0).astype(np.float32), seconds
+
+  first, first_seconds = call(0)
+  outputs, timed = [first], []
+  for index in range(1, math.ceil(count / size)):
+    out, seconds = call(index)
+    outputs.append(out)
+    timed.append(seconds)
+  timing = {}
+  if not timed:  # one batch only: run it again for a time without compilation
+    again, seconds = call(0)
+    timed.append(seconds)
+    timing["repeat_identical"] = bool(np.array_equal(again, first))
+  timing.update(
+    seconds_per_image=sum(timed) / (len(timed) * size),
+    first_call_seconds=first_seconds,
+    compile_seconds_estimate=max(first_seconds - float(np.mean(timed)), 0.0),
+    timed_calls=len(timed),
+    batch_size=size,
+  )
+  return np.concatenate(outputs), timing
 
 
 # -------------------------------------------------------------------------------------- metrics
