@@ -10,6 +10,7 @@ sweeps and scripts use the same names for every family:
   training.*  num_train_steps, batch_size, log/checkpoint/sample cadence
   eval.*      metrics and their protocol
   sampling.*  number of samples and sampler settings
+  logging.*   where metrics go besides the console, TensorBoard and metrics.jsonl (Weights & Biases)
 
 Configs are locked: setting a key that does not exist is an error naming the nearest valid keys,
 and a key that was renamed is an error naming its new name (RENAMED_KEYS).
@@ -170,6 +171,13 @@ def base_config() -> ml_collections.ConfigDict:
   restore.strength = 0.0  # sdedit: 0 starts at the image's own noise level, else SDEdit's strength
   restore.batch_size = 16  # images restored per call
   restore.seed = 0
+
+  # Metric writers (genjax.writers.make_writer) besides the console, TensorBoard and metrics.jsonl.
+  config.logging = logging = ml_collections.ConfigDict()
+  logging.wandb = False  # also log to Weights & Biases (needs pip install 'genjax-generative[wandb]')
+  logging.wandb_project = "genjax"
+  logging.wandb_entity = ""  # "": the logged-in user's default entity
+  logging.wandb_mode = ""  # "online", "offline" or "disabled"; "": $WANDB_MODE, else "online"
   return config
 
 

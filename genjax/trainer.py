@@ -405,7 +405,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   data = TrainData(config, local_batch)
   experiment = Experiment(config, workdir, data.info)
   checkpointer = experiment.checkpointer
-  writer = make_writer(experiment.workdir)
+  writer = make_writer(experiment.workdir, config)
 
   if checkpointer.latest_step() is not None:
     state, step = experiment.restore(data.iterator)
@@ -511,7 +511,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: i
   experiment, state, step = restore_for_inference(config, workdir, step)
   try:
     results = evaluate_state(experiment, state)
-    writer = make_writer(experiment.workdir)
+    writer = make_writer(experiment.workdir, config)
     writer.write_scalars(step, results)
     writer.flush()
     write_eval_json(experiment.workdir, step, results, eval_protocol(experiment, step))
@@ -564,7 +564,7 @@ def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int
     if sampling.num_samples <= 0 or sampling.batch_size <= 0:
       raise ValueError("sampling.num_samples and sampling.batch_size must be positive, got "
                        f"{sampling.num_samples} and {sampling.batch_size}.")
-    writer = make_writer(experiment.workdir)
+    writer = make_writer(experiment.workdir, config)
     paths = write_image_grids(experiment, state, step, writer, sampling.seed, tag=f"_seed{sampling.seed}")
     params = experiment.sample_params(state)
     key = jax.random.key(sampling.seed)
