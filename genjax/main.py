@@ -4,7 +4,10 @@ Modes: train (default; resumes the workdir's latest checkpoint), eval, sample, s
 (a LoRA run's merged weights as the run <workdir>/merged, genjax.trainer.export_merged), and
 project (StyleGAN2: fit W+ to --config.projection.target's images, genjax.trainer.project), and
 restore (denoise, inpaint or super-resolve your images: --task, --input and the flags below,
-genjax.restore; a run that skipped unreadable files exits with status 1 after restoring the rest).
+genjax.restore; a run that skipped unreadable files exits with status 1 after restoring the rest),
+interpret (the interpretability tools --tools, default all of the family's, genjax.interpret),
+report (<workdir>/report.html: config, curves, samples, evaluations and every tool's figures,
+genjax.interpret.report) and dream (DeepDream on the MNIST classifier, genjax.interpret.deepdream).
 Override any config key with --config.<key>=<value>; an unknown key is an error naming the closest ones.
 Several processes (multi-host): --coordinator_address=host:port --num_processes=N --process_id=i.
 """
@@ -21,12 +24,14 @@ from ml_collections import config_flags
 
 from genjax import parallel, restore, trainer
 from genjax.config import flat_keys, load_config, unknown_key_message
+from genjax.datasets import resolve_manual_dir
+from genjax.interpret import deepdream, report
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, path[:arg].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, samples and metrics.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "project", "restore", "summary"], "What to do.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample/export/project/restore (default: latest).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "project", "restore", "interpret", "report", "dream", "summary"], "What to do.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample/export/project/restore/interpret/report (default: latest).")
 _TASK = flags.DEFINE_enum("task", None, list(restore.TASKS), "--mode=restore: what to do to the images.")
 _INPUT = flags.DEFINE_string("input", None, "--mode=restore: an image file or a folder of them.")
 _MASK = flags.DEFINE_string("mask", "", "--mode=restore --task=inpaint: a PNG of the input's size, white = the pixels to fill.")
@@ -35,7 +40,11 @@ _NOISE_SIGMA = flags.DEFINE_float("noise_sigma", 0.0, "--mode=restore: the noise
 _SCALE = flags.DEFINE_integer("scale", 2, "--mode=restore --task=superres: the upscaling factor.")
 _NUM = flags.DEFINE_integer("num", 1, "--mode=restore: restorations per image (samples show the uncertainty).")
 _METHOD = flags.DEFINE_string("method", "", "--mode=restore: the solver (default: the model's first; see genjax.restore).")
-_OUTPUT = flags.DEFINE_string("output", "", "--mode=restore: folder for the results (default: next to the inputs).")
+_OUTPUT = flags.DEFINE_string("output", "", "--mode=restore/dream: folder for the results (default: next to the inputs; <workdir>/dream/<objective>).")
+_TOOLS = flags.DEFINE_list("tools", [], "--mode=interpret/report: tools to run (default: all of the family's; see genjax.interpret).")
+_SEED = flags.DEFINE_integer("seed", 0, "--mode=interpret/report/dream: seed of the tools' random draws.")
+_OBJECTIVE = flags.DEFINE_string("objective", "", "--mode=dream: class:<0-9>, layer:<name> or layer:<name>:<channel> of the MNIST classifier.")
+_START = flags.DEFINE_string("start", "digit", "--mode=dream: digit, digit:<test index>, noise, or the path of your image.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process).")
@@ -71,8 +80,10 @@ class _QuietLibraries(std_logging.Filter):
 def main(argv: list[str]) -> None:
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  if _CONFIG.value is None or (_WORKDIR.value is None and _MODE.value != "summary"):
-    raise app.UsageError("--config and --workdir are required (--mode=summary needs only --config).")
+  needs_config = _MODE.value != "dream"
+  if (needs_config and _CONFIG.value is None) or (_WORKDIR.value is None and _MODE.value != "summary"):
+    raise app.UsageError("--config and --workdir are required (--mode=summary needs only --config, "
+                         "--mode=dream only --workdir).")
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
   config = _CONFIG.value
@@ -87,6 +98,13 @@ def main(argv: list[str]) -> None:
       result = [str(path) for path in trainer.project(config, _WORKDIR.value, _STEP.value)]
     elif _MODE.value == "restore":
       result = _restore(config)
+    elif _MODE.value == "interpret":
+      result = report.interpret_run(config, _WORKDIR.value, _TOOLS.value, _STEP.value, _SEED.value)
+    elif _MODE.value == "report":
+      result = str(report.build_report(config, _WORKDIR.value, _STEP.value, _TOOLS.value or None,
+                                       _SEED.value))
+    elif _MODE.value == "dream":
+      result = [str(path) for path in _dream(config)]
     elif _MODE.value == "export":
       result = str(trainer.export_merged(config, _WORKDIR.value, _STEP.value))
     else:
@@ -96,6 +114,20 @@ def main(argv: list[str]) -> None:
     print(f"genjax: error: {error}", file=sys.stderr)
     sys.exit(1)
   logging.info("Done: %s", result)
+
+
+def _dream(config) -> list:
+  """--mode=dream: writes the progression to --output (default <workdir>/dream/<objective>)."""
+  if not _OBJECTIVE.value:
+    raise ValueError("--mode=dream needs --objective; " + deepdream.objective_choices())
+  deepdream.parse_objective(_OBJECTIVE.value)  # a bad layer or class fails before any file is read
+  kind, _, index = _START.value.partition(":") if _START.value.startswith("digit:") else (_START.value, "", "0")
+  if not index.isdigit():
+    raise ValueError(f"--start={_START.value!r}: the test digit index must be a number, e.g. digit:17.")
+  data_dir = resolve_manual_dir(config.data) if config is not None else ""
+  out_dir = _OUTPUT.value or f"{_WORKDIR.value}/dream/{_OBJECTIVE.value.replace(':', '_')}"
+  return deepdream.dream_to_dir(out_dir, _OBJECTIVE.value, kind, seed=_SEED.value, data_dir=data_dir,
+                                digit_index=int(index))
 
 
 def _restore(config) -> str:

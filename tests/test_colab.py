@@ -110,3 +110,19 @@ def test_restore_notebook_executes(tmp_path, data_env, load):
   assert "classical baseline:" in outputs
   assert (tmp_path / "restore" / "restored" / "digit.inpaint.npz").is_file()
   assert len(images) == 4  # the digit and one side-by-side PNG per task
+
+
+@pytest.mark.slow
+def test_interpret_notebook_executes(tmp_path, data_env):
+  """A tiny VAE run trained by the notebook gets its report (two tools: the traversal with its KL
+  ranking, and the memorisation check), whose figures show inline, then a DeepDream."""
+  outputs, images = execute("interpret.ipynb", {
+    "ROOT": json.dumps(str(tmp_path)), "TOOLS": '["vae_traversal", "memorisation"]',
+  }, data_env, timeout=1200)
+  assert re.search(r"report\.html \([\d.]+ MB\): checkpoint step \d+ of training.num_train_steps", outputs)
+  assert "== vae_traversal: " in outputs and "== memorisation: " in outputs
+  assert re.search(r"class:3 from a test digit: J -?[\d.]+ -> [\d.]+, classified \d", outputs)
+  summaries = json.loads((tmp_path / "vae_mnist" / "report" / "summaries.json").read_text())
+  assert 0.0 <= summaries["tools"]["memorisation"]["features_fraction_below"] <= 1.0
+  # training curves, the traversal strips, the memorisation neighbours, the dream progression
+  assert len(images) >= 4
