@@ -134,6 +134,10 @@ def test_report_of_an_unfinished_run_says_how_far_it_got(trained):
   assert "Unfinished run: the latest checkpoint is step 4 of 10 (40.0%" in text
   headings = parse(path).headings
   assert "vae_traversal" in headings and "memorisation" not in headings
+  apply_overrides(longer, {"training.max_train_minutes": 10.0})
+  text = report.build_report(longer, workdir, tools=[]).read_text()
+  assert "Time-limited run: each invocation trains for training.max_train_minutes = 10;" in text
+  assert "the latest checkpoint is step 4 " in text and "Unfinished" not in text
 
 
 def test_report_of_a_workdir_without_a_checkpoint_is_a_clear_error(load, tmp_path):

@@ -132,6 +132,14 @@ def _progress(config: ml_collections.ConfigDict, step: int, records: list[dict])
   logged = max((int(r["step"]) for r in records), default=0)
   if step >= total:
     return f"<p>Finished: checkpoint step {step:,} of training.num_train_steps = {total:,}.</p>"
+  minutes = config.training.get("max_train_minutes", 0.0)
+  if minutes:
+    return (
+      f"<p>Time-limited run: each invocation trains for training.max_train_minutes = {minutes:g}; "
+      f"the latest checkpoint is step {step:,} (the last logged step is {logged:,}; "
+      f"training.num_train_steps = {total:,} is an upper bound). The same command with "
+      "--mode=train trains on from there.</p>"
+    )
   return (
     f'<p class="warning">Unfinished run: the latest checkpoint is step {step:,} of '
     f"{total:,} ({100 * step / total:.1f}%; the last logged step is {logged:,}). Resume it with "
