@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import gzip
 import itertools
 import os
 import time
@@ -41,6 +42,32 @@ MNIST_FILES = {
 
 class DataError(RuntimeError):
   """A dataset could not be found or prepared; the message says how to fix it."""
+
+
+MNIST_SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
+
+
+def read_mnist_idx(folder: epath.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [N, 28, 28], labels uint8 [N]) of the official gzip idx files (MNIST_FILES) in
+  `folder`, split "train" (60,000) or "test" (10,000), read directly, without tfds (for tools
+  that need a few digits or every digit as arrays). FileNotFoundError when the files are missing,
+  DataError when they are not MNIST idx files."""
+  prefix = as_path(os.path.expanduser(str(folder))) / MNIST_SPLIT_PREFIXES[split]
+  images_file, labels_file = (as_path(f"{prefix}-{kind}-idx{n}-ubyte.gz") for kind, n in
+                              (("images", 3), ("labels", 1)))
+  if not (str(folder) and images_file.is_file() and labels_file.is_file()):
+    raise FileNotFoundError(
+      f"The MNIST {split} files {images_file.name} and {labels_file.name} are not in "
+      f"{repr(str(folder)) if str(folder) else 'a folder (none given)'}: give the folder with the "
+      "official files (--config.data.manual_dir) or set GENJAX_DATA_DIR."
+    )
+  images = gzip.decompress(images_file.read_bytes())
+  labels = gzip.decompress(labels_file.read_bytes())
+  magic, count, rows, cols = np.frombuffer(images, ">u4", count=4)
+  if magic != 2051 or np.frombuffer(labels, ">u4", count=2).tolist() != [2049, count]:
+    raise DataError(f"{prefix}-*-ubyte.gz are not a matching pair of MNIST idx files.")
+  pixels = np.frombuffer(images, np.uint8, offset=16).reshape(count, rows, cols)
+  return pixels, np.frombuffer(labels, np.uint8, offset=8)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gzip
 import inspect
 import io
 import json
@@ -41,15 +40,13 @@ from etils import epath
 from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
-from genjax.datasets import resolve_manual_dir
+from genjax.datasets import read_mnist_idx, resolve_manual_dir
 from genjax.evaluation.extractors import MnistExtractor, extractor_from_config
 from genjax.evaluation.mnist_classifier import MnistCNN
 from genjax.interpret import TOOLS, NotApplicable, Tool, ToolResult, save_figure
 from genjax.paths import as_path
 
 SIDE = 28  # the classifier's input is [B, 28, 28, 1]
-MNIST_TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
-MNIST_TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 
 
 def layer_sizes() -> dict[str, int]:
@@ -237,21 +234,10 @@ def dream(
 def mnist_test_digit(index: int, data_dir: str = "") -> tuple[np.ndarray, int]:
   """Test digit `index` of the official MNIST files in data_dir (default $GENJAX_DATA_DIR):
   (image [28, 28, 1] in [0, 1], its label)."""
-  folder = data_dir or os.environ.get("GENJAX_DATA_DIR", "")
-  images_file = as_path(os.path.expanduser(folder or ".")) / MNIST_TEST_IMAGES
-  labels_file = images_file.parent / MNIST_TEST_LABELS
-  if not (folder and images_file.is_file() and labels_file.is_file()):
-    raise FileNotFoundError(
-      f"The MNIST test files {MNIST_TEST_IMAGES} and {MNIST_TEST_LABELS} are not in "
-      f"{repr(folder) if folder else 'a folder (none given)'}: pass the folder with the official "
-      "files (data_dir, --config.data.manual_dir) or set GENJAX_DATA_DIR."
-    )
-  pixels = np.frombuffer(gzip.decompress(images_file.read_bytes()), np.uint8, offset=16)
-  pixels = pixels.reshape(-1, SIDE, SIDE, 1)
-  labels = np.frombuffer(gzip.decompress(labels_file.read_bytes()), np.uint8, offset=8)
+  pixels, labels = read_mnist_idx(data_dir or os.environ.get("GENJAX_DATA_DIR", ""), "test")
   if not 0 <= index < len(pixels):
     raise ValueError(f"MNIST test digit {index} does not exist: choose 0..{len(pixels) - 1}.")
-  return pixels[index].astype(np.float32) / 255.0, int(labels[index])
+  return pixels[index, ..., None].astype(np.float32) / 255.0, int(labels[index])
 
 
 def start_image(
