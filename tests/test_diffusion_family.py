@@ -34,7 +34,7 @@ def make_family(config):
     ),
     ({"diffusion.process": "vpp"}, "Valid diffusion process names: ddpm, edm, subvp, ve, vp"),
     ({"diffusion.objective": "score"}, "Valid objectives: eps, v, dsm, edm"),
-    ({"model.network": "resnet"}, "Valid diffusion network names: score_mlp, unet"),
+    ({"model.network": "resnet"}, "Valid diffusion network names: dit, score_mlp, unet"),
     ({"diffusion.process": "ddpm", "sampling.sampler": "ode"}, "needs a continuous-time process"),
     ({"diffusion.process": "ddpm", "sampling.sampler": "heun"}, "needs a continuous-time process"),
     ({"diffusion.process": "ve", "diffusion.objective": "v"}, "variance-preserving process"),

@@ -1,7 +1,7 @@
 """The config keys of the diffusion family, added to `base_config()` by `add_defaults`.
 
-model.*      network ("unet" or "score_mlp", genjax.models.diffusion) and the keys of both; the
-             UNet defaults are DDPM's CIFAR-10 network (35.7M parameters)
+model.*      network ("unet", "dit" or "score_mlp", genjax.models.diffusion) and the keys of
+             each; the UNet defaults are DDPM's CIFAR-10 network (35.7M parameters)
 
 diffusion.*  process ("ddpm", "vp", "subvp", "ve", "edm") and its constants, the objective
              ("eps", "v", "dsm", "edm"), loss reduction and weighting, label dropout for guidance
@@ -75,7 +75,7 @@ def add_defaults(config: ml_collections.ConfigDict) -> None:
 
 
 def _add_network_defaults(model: ml_collections.ConfigDict) -> None:
-  model.network = "unet"  # or "score_mlp" (genjax.models.diffusion.DIFFUSION_NETWORKS)
+  model.network = "unet"  # or "dit", "score_mlp" (genjax.models.diffusion.DIFFUSION_NETWORKS)
   model.num_classes = 0  # > 0: class-conditional (classifier-free guidance with label_dropout)
   # unet: genjax.models.unet.UNet
   model.channels = 128
@@ -91,6 +91,16 @@ def _add_network_defaults(model: ml_collections.ConfigDict) -> None:
   # output channels; 0: those of the input. sr3 (genjax.families.sr3) feeds the noisy image and its
   # upsampled low-resolution version (2C channels) and sets this to the data's C
   model.out_channels = 0
+  # unet and dit: width of the text tokens of text conditioning (labels {tokens, mask, pooled},
+  # genjax.models.attention): cross-attention to the tokens, the pooled embedding added to the
+  # time embedding; 0: none
+  model.context_dim = 0
+  # dit: genjax.models.dit.DiT (Peebles & Xie 2023); hidden_size, not hidden (score_mlp's widths)
+  model.patch = 2
+  model.hidden_size = 384
+  model.depth = 6
+  model.heads = 6
+  model.mlp_ratio = 4.0
   # score_mlp: genjax.models.score_mlp.ScoreMLP, for 2-D data
   model.hidden = (256, 256, 256)
   model.embedding_dim = 64

@@ -1,11 +1,14 @@
 """Diffusion networks, chosen by `model.network`: (model section, num_classes) -> a flax module
-(x [B, *shape], network time [B], labels [B] or None; train) -> [B, *shape] (the UNet's last axis:
-model.out_channels when set, for inputs that carry conditioning channels)."""
+(x [B, *shape], network time [B], labels; train) -> [B, *shape] (the UNet's and DiT's last axis:
+model.out_channels when set, for inputs that carry conditioning channels). labels: [B] class labels
+or None; for the UNet and DiT with model.context_dim > 0, text {tokens, mask, pooled}
+(genjax.models.attention)."""
 
 from __future__ import annotations
 
 import ml_collections
 
+from genjax.models.dit import DiT
 from genjax.models.score_mlp import ScoreMLP
 from genjax.models.unet import UNet
 from genjax.registry import Registry
@@ -28,6 +31,21 @@ def unet(model: ml_collections.ConfigDict, num_classes: int) -> UNet:
     skip_rescale=model.skip_rescale,
     groups=model.norm_groups,
     out_channels=model.get("out_channels", 0),  # configs saved before the key existed: 0
+    context_dim=model.get("context_dim", 0),
+  )
+
+
+@DIFFUSION_NETWORKS.register("dit")
+def dit(model: ml_collections.ConfigDict, num_classes: int) -> DiT:
+  return DiT(
+    patch=model.patch,
+    hidden_size=model.hidden_size,
+    depth=model.depth,
+    heads=model.heads,
+    mlp_ratio=model.mlp_ratio,
+    out_channels=model.out_channels,
+    num_classes=num_classes,
+    context_dim=model.context_dim,
   )
 
 

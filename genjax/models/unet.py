@@ -14,21 +14,31 @@ embedding (num_classes + 1 rows, the last the "no label" of classifier-free guid
 DDPM++ options (Song et al. 2021b): resblock='biggan' (resampling inside residual blocks, 1x1
 shortcuts on resampling) and skip_rescale (residual sums divided by sqrt(2)). NCSN++'s FIR
 resampling and progressive input/output paths are not implemented.
+
+Text conditioning (context_dim > 0; labels the mapping {tokens [B, L, context_dim], mask [B, L],
+pooled [B, context_dim]} of genjax.models.attention): Dense(pooled) is added to the time embedding,
+and after every self-attention block (attention_resolutions and the middle) a cross-attention block
+x + MHA(GroupNorm(x), tokens, mask) follows: latent diffusion's SpatialTransformer reduced to its
+cross-attention, heads of CROSS_ATTENTION_HEAD_CHANNELS channels (one head when the width is not a
+multiple), zero-initialised output projection, padding masked out. With context_dim = 0 the
+parameters and outputs are those of the UNet without the option.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genjax.models.attention import MultiHeadAttention, text_conditioning
 from genjax.models.conv import Conv
 
 zero_init = nn.initializers.zeros
 default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+CROSS_ATTENTION_HEAD_CHANNELS = 32  # latent diffusion's num_head_channels
 
 
 def positional_embedding(values: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -108,9 +118,31 @@ class AttentionBlock(nn.Module):
     return out / math.sqrt(2.0) if self.skip_rescale else out
 
 
+class CrossAttentionBlock(nn.Module):
+  """x [B, H, W, C], text tokens [B, L, D_text], mask [B, L] -> x + MHA(GroupNorm(x), tokens,
+  mask) [B, H, W, C]: the HW positions query the real tokens; heads of
+  CROSS_ATTENTION_HEAD_CHANNELS channels, or one head when C is not a multiple of it; the output
+  projection is zero-initialized; skip_rescale divides the sum by sqrt(2) as in AttentionBlock."""
+
+  groups: int
+  skip_rescale: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, tokens: jax.Array, mask: jax.Array) -> jax.Array:
+    batch, height, width, channels = x.shape
+    head_channels = CROSS_ATTENTION_HEAD_CHANNELS
+    heads = 1 if channels % head_channels else channels // head_channels
+    h = _norm(self.groups)(x).reshape(batch, height * width, channels)
+    h = MultiHeadAttention(heads, default_init, zero_init)(h, tokens, mask)
+    out = x + h.reshape(x.shape)
+    return out / math.sqrt(2.0) if self.skip_rescale else out
+
+
 class UNet(nn.Module):
-  """eps/v/F network: (x [B, H, W, C], time [B], labels [B] or None) -> [B, H, W, out_channels]
-  (out_channels 0: C; conditional models such as sr3 feed extra input channels and set it)."""
+  """eps/v/F network: (x [B, H, W, C], time [B], labels, train) -> [B, H, W, out_channels]
+  (out_channels 0: C; conditional models such as sr3 feed extra input channels and set it).
+  labels: [B] int in [0, num_classes] when num_classes > 0, the text mapping when context_dim > 0,
+  otherwise ignored."""
 
   channels: int = 128
   channel_mult: Sequence[int] = (1, 2, 2, 2)
@@ -124,10 +156,15 @@ class UNet(nn.Module):
   skip_rescale: bool = False
   groups: int = 32  # GroupNorm groups (must divide every channel count)
   out_channels: int = 0  # channels of the output; 0: as many as the input has
+  context_dim: int = 0  # width of the text tokens; 0: no text conditioning or cross-attention
 
   @nn.compact
   def __call__(
-    self, x: jax.Array, time: jax.Array, labels: jax.Array | None = None, train: bool = False
+    self,
+    x: jax.Array,
+    time: jax.Array,
+    labels: jax.Array | Mapping[str, jax.Array] | None = None,
+    train: bool = False,
   ) -> jax.Array:
     if x.shape[1] % 2 ** (len(self.channel_mult) - 1):
       raise ValueError(
@@ -143,15 +180,31 @@ class UNet(nn.Module):
       raise ValueError(f"Unknown model.embedding {self.embedding!r}; use positional or fourier.")
     emb = nn.Dense(emb_dim, kernel_init=default_init)(emb)
     emb = nn.Dense(emb_dim, kernel_init=default_init)(nn.swish(emb))
+    if self.num_classes and self.context_dim:
+      raise ValueError(
+        "A UNet is conditioned on classes or on text: set model.num_classes or "
+        "model.context_dim, not both."
+      )
     if self.num_classes:
       if labels is None:
         raise ValueError("A class-conditional UNet needs labels.")
       emb = emb + nn.Embed(self.num_classes + 1, emb_dim)(labels)
+    if self.context_dim:
+      text = text_conditioning(labels, self.context_dim)
+      emb = emb + nn.Dense(emb_dim, kernel_init=default_init, name="pooled_embedding")(
+        text["pooled"]
+      )
 
     block = lambda ch, resample="none": ResBlock(
       ch, self.dropout, self.groups, resample, self.skip_rescale
     )
-    attention = lambda: AttentionBlock(self.groups, self.skip_rescale)
+
+    def attention(h: jax.Array) -> jax.Array:
+      h = AttentionBlock(self.groups, self.skip_rescale)(h)
+      if self.context_dim:
+        h = CrossAttentionBlock(self.groups, self.skip_rescale)(h, text["tokens"], text["mask"])
+      return h
+
     h = Conv(self.channels, (3, 3), kernel_init=default_init)(x)
     skips = [h]
     levels = len(self.channel_mult)
@@ -159,7 +212,7 @@ class UNet(nn.Module):
       for _ in range(self.num_res_blocks):
         h = block(self.channels * mult)(h, emb, train)
         if h.shape[1] in self.attention_resolutions:
-          h = attention()(h)
+          h = attention(h)
         skips.append(h)
       if level != levels - 1:
         if self.resblock == "biggan":
@@ -169,7 +222,7 @@ class UNet(nn.Module):
         skips.append(h)
 
     h = block(h.shape[-1])(h, emb, train)
-    h = attention()(h)
+    h = attention(h)
     h = block(h.shape[-1])(h, emb, train)
 
     for level in reversed(range(levels)):
@@ -178,7 +231,7 @@ class UNet(nn.Module):
           jnp.concatenate([h, skips.pop()], axis=-1), emb, train
         )
         if h.shape[1] in self.attention_resolutions:
-          h = attention()(h)
+          h = attention(h)
       if level != 0:
         if self.resblock == "biggan":
           h = block(h.shape[-1], "up")(h, emb, train)
