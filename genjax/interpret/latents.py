@@ -12,6 +12,8 @@ Pure math (arrays and callables; tests/test_interpret_latents.py checks it on a 
 
 Tools (genjax.interpret.TOOLS), on a restored run:
   vae_traversal         top-KL latent dimensions of a VAE, traversed around a test image's code
+                        (spatial latents [h, w, c] are flattened: dimension d is element d of z's
+                        row-major order)
   gan_directions        GANSpace directions: of w for StyleGAN2, of G's first layer for "gan"
   latent_interpolation  slerp in z (VAE prior, GAN z), lerp in StyleGAN2's W
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -195,13 +198,15 @@ def _unit(experiment, images: jax.Array) -> jax.Array:
 
 
 def _vae_space(experiment, state) -> LatentSpace:
+  """z flattened to [D], D = prod(family.latent_shape)."""
   family, params = experiment.family, experiment.sample_params(state)
 
   def decode(z):
+    z = z.reshape(z.shape[0], *family.latent_shape)
     return _unit(experiment, family.likelihood.mean(family._decode(params, z)))
 
   def draw(rng, num):
-    return jax.random.normal(rng, (num, experiment.config.model.latent_dim))
+    return jax.random.normal(rng, (num, math.prod(family.latent_shape)))
 
   return LatentSpace("z", jax.jit(decode), draw, spherical=True)
 
@@ -300,6 +305,7 @@ def run_vae_traversal(experiment, state, rng: jax.Array) -> ToolResult:
   family, params = experiment.family, experiment.sample_params(state)
   images = _test_images(experiment, NUM_KL_IMAGES)
   mean, log_std = jax.jit(family._encode)(params, images)
+  mean, log_std = mean.reshape(len(images), -1), log_std.reshape(len(images), -1)
   kl = vae_kl_per_dimension(mean, log_std)
   order = ranked_dimensions(kl)
   top = order[:NUM_TRAVERSED]
