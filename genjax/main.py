@@ -137,10 +137,10 @@ def _restore(config) -> str:
   request = restore.Request(task=_TASK.value, input=_INPUT.value, mask=_MASK.value, box=_BOX.value,
                             noise_sigma=_NOISE_SIGMA.value, scale=_SCALE.value, num=_NUM.value,
                             method=_METHOD.value, output=_OUTPUT.value)
-  report = restore.restore_files(config, _WORKDIR.value, request, _STEP.value)
-  done = f"restored {len(report['restored'])} of {len(report['restored']) + len(report['errors'])} images"
-  if report["errors"]:
-    lines = "\n".join(f"  {message}" for message in report["errors"].values())
+  outcome = restore.restore_files(config, _WORKDIR.value, request, _STEP.value)
+  done = f"restored {len(outcome['restored'])} of {len(outcome['restored']) + len(outcome['errors'])} images"
+  if outcome["errors"]:
+    lines = "\n".join(f"  {message}" for message in outcome["errors"].values())
     print(f"genjax: {done}; skipped:\n{lines}", file=sys.stderr)
     sys.exit(1)
   return done
