@@ -120,14 +120,25 @@ class TfdsSource:
 
   def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     records = self.data_source.__getitems__([int(i) for i in indices])
-    return _stack_records(records)
+    return _stack_records(records, self.info.shape[0])
 
 
-def _stack_records(records) -> dict[str, np.ndarray]:
-  arrays = {"x": np.stack([r["image"] for r in records])}
+def _stack_records(records, size: int) -> dict[str, np.ndarray]:
+  """Images [N, H, W, C] and labels [N]; images of another size (datasets of varying sizes, e.g.
+  COCO) are centre-cropped to a square and resized to size x size (`_crop_and_resize`)."""
+  images = [r["image"] for r in records]
+  if any(image.shape[:2] != (size, size) for image in images):
+    images = [_square(image, size) for image in images]
+  arrays = {"x": np.stack(images)}
   if "label" in records[0]:
     arrays["label"] = np.asarray([r["label"] for r in records], np.int32)
   return arrays
+
+
+def _square(image: np.ndarray, size: int) -> np.ndarray:
+  channels = image.shape[-1]
+  resized = np.asarray(_crop_and_resize(Image.fromarray(image.squeeze(-1) if channels == 1 else image), size))
+  return resized.reshape(size, size, channels)
 
 
 GENERATED: Registry[Callable[[np.random.Generator, int, ml_collections.ConfigDict], ArraySource]] = (
@@ -143,6 +154,8 @@ def load_source(
 
   Generated datasets draw `data.num_examples` points from `seed` (a different stream per split).
   An image folder has one set of images, which every split names (see `open_image_folder`).
+  With data.captions (image-caption data), batches also carry each example's encoded caption
+  (genjax.text.conditioning.captioned_source).
   """
   if data.name in GENERATED:
     rng = np.random.default_rng([seed, 0 if split == data.train_split else 1])
@@ -151,7 +164,12 @@ def load_source(
     source = _load_image_folder_cached(data.folder, data.image_size, data.in_memory)
   else:
     source = _load_tfds(data, split)
-  return select_examples(source, data, split)
+  source = select_examples(source, data, split)
+  if data.get("captions"):
+    from genjax.text.conditioning import captioned_source  # loads the text encoder's packages
+
+    source = captioned_source(source, data, split, seed)
+  return source
 
 
 def select_examples(
@@ -211,12 +229,13 @@ def _how_to_provide(name: str) -> str:
 
 
 def _load_tfds(data: ml_collections.ConfigDict, split: str) -> ArraySource | TfdsSource:
-  return _load_tfds_cached(data.name, split, resolve_manual_dir(data), data.data_dir, data.in_memory)
+  return _load_tfds_cached(data.name, split, resolve_manual_dir(data), data.data_dir, data.in_memory,
+                           data.image_size)
 
 
 @functools.lru_cache(maxsize=8)
 def _load_tfds_cached(
-  name: str, split: str, manual_dir: str, data_dir: str, in_memory: bool
+  name: str, split: str, manual_dir: str, data_dir: str, in_memory: bool, image_size: int
 ) -> ArraySource | TfdsSource:
   """Decodes a split at most once per process (evaluations during training reuse it)."""
   import tensorflow_datasets as tfds  # slow import; only when real data is used
@@ -238,12 +257,12 @@ def _load_tfds_cached(
     raise DataError(f"tfds has no dataset named {name!r}: {error}") from None
   if not builder.is_prepared():
     builder = _prepare_once(builder, name, data_dir, manual_dir)
-  info = _tfds_info(builder)
+  info = _tfds_info(builder, image_size)
   data_source = builder.as_data_source(split=split)
   if not in_memory:
     return TfdsSource(data_source, info)
   records = data_source.__getitems__(list(range(len(data_source))))
-  return ArraySource(_stack_records(records), info)
+  return ArraySource(_stack_records(records, info.shape[0]), info)
 
 
 def _prepare_once(builder, name: str, data_dir: str | None, manual_dir: str):
@@ -294,15 +313,25 @@ def dataset_info(data: ml_collections.ConfigDict) -> DatasetInfo:
   import tensorflow_datasets as tfds
 
   try:
-    return _tfds_info(tfds.builder(data.name, data_dir=data.data_dir or None))
+    return _tfds_info(tfds.builder(data.name, data_dir=data.data_dir or None), data.image_size)
   except tfds.core.registered.DatasetNotFoundError as error:
     raise DataError(f"tfds has no dataset named {data.name!r}: {error}") from None
 
 
-def _tfds_info(builder) -> DatasetInfo:
+def _tfds_info(builder, image_size: int) -> DatasetInfo:
+  """Shape and classes; images of varying size (shape (None, None, C), e.g. COCO) are read at
+  data.image_size x data.image_size (centre crop and resize), which must then be set."""
   features = builder.info.features
   num_classes = features["label"].num_classes if "label" in features else 0
-  return DatasetInfo(tuple(features["image"].shape), num_classes, is_image=True)
+  height, width, channels = features["image"].shape
+  if height is None or width is None:
+    if not image_size:
+      raise ValueError(
+        f"The images of {builder.name} vary in size: set data.image_size (e.g. 64) to read them "
+        "centre-cropped and resized to a square of that side."
+      )
+    height = width = image_size
+  return DatasetInfo((height, width, channels), num_classes, is_image=True)
 
 
 # --- folders of image files ---------------------------------------------------------------------

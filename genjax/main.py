@@ -5,6 +5,7 @@ Modes: train (default; resumes the workdir's latest checkpoint), eval, sample, s
 project (StyleGAN2: fit W+ to --config.projection.target's images, genjax.trainer.project), and
 restore (denoise, inpaint or super-resolve your images: --task, --input and the flags below,
 genjax.restore; a run that skipped unreadable files exits with status 1 after restoring the rest),
+generate (a text2img run's images of --prompt or --prompt_file's prompts, genjax.text.generate),
 interpret (the interpretability tools --tools, default all of the family's, genjax.interpret),
 report (<workdir>/report.html: config, curves, samples, evaluations and every tool's figures,
 genjax.interpret.report) and dream (DeepDream on the MNIST classifier, genjax.interpret.deepdream).
@@ -26,23 +27,27 @@ from genjax import parallel, restore, trainer
 from genjax.config import flat_keys, load_config, unknown_key_message
 from genjax.datasets import resolve_manual_dir
 from genjax.interpret import deepdream, report
+from genjax.text import generate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file, path[:arg].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, samples and metrics.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "project", "restore", "interpret", "report", "dream", "summary"], "What to do.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample/export/project/restore/interpret/report (default: latest).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "project", "restore", "generate", "interpret", "report", "dream", "summary"], "What to do.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=eval/sample/export/project/restore/generate/interpret/report (default: latest).")
 _TASK = flags.DEFINE_enum("task", None, list(restore.TASKS), "--mode=restore: what to do to the images.")
 _INPUT = flags.DEFINE_string("input", None, "--mode=restore: an image file or a folder of them.")
 _MASK = flags.DEFINE_string("mask", "", "--mode=restore --task=inpaint: a PNG of the input's size, white = the pixels to fill.")
 _BOX = flags.DEFINE_string("box", "", "--mode=restore --task=inpaint: x0,y0,x1,y1, the box to fill in input pixels.")
 _NOISE_SIGMA = flags.DEFINE_float("noise_sigma", 0.0, "--mode=restore: the noise std on [0, 1] pixels (needed to denoise).")
 _SCALE = flags.DEFINE_integer("scale", 2, "--mode=restore --task=superres: the upscaling factor.")
-_NUM = flags.DEFINE_integer("num", 1, "--mode=restore: restorations per image (samples show the uncertainty).")
+_NUM = flags.DEFINE_integer("num", None, "--mode=restore: restorations per image (default 1; samples show the uncertainty); --mode=generate: images per prompt (default 16).")
+_PROMPT = flags.DEFINE_string("prompt", "", "--mode=generate: the text to draw images of.")
+_PROMPT_FILE = flags.DEFINE_string("prompt_file", "", "--mode=generate: a file of prompts, one per line.")
+_GUIDANCE = flags.DEFINE_float("guidance", None, "--mode=generate: classifier-free guidance weight (default: sampling.guidance).")
 _METHOD = flags.DEFINE_string("method", "", "--mode=restore: the solver (default: the model's first; see genjax.restore).")
-_OUTPUT = flags.DEFINE_string("output", "", "--mode=restore/dream: folder for the results (default: next to the inputs; <workdir>/dream/<objective>).")
+_OUTPUT = flags.DEFINE_string("output", "", "--mode=restore/generate/dream: folder for the results (default: next to the inputs; <workdir>/generated; <workdir>/dream/<objective>).")
 _TOOLS = flags.DEFINE_list("tools", [], "--mode=interpret/report: tools to run (default: all of the family's; see genjax.interpret).")
-_SEED = flags.DEFINE_integer("seed", 0, "--mode=interpret/report/dream: seed of the tools' random draws.")
+_SEED = flags.DEFINE_integer("seed", 0, "--mode=generate/interpret/report/dream: seed of the random draws.")
 _OBJECTIVE = flags.DEFINE_string("objective", "", "--mode=dream: class:<0-9>, layer:<name> or layer:<name>:<channel> of the MNIST classifier.")
 _START = flags.DEFINE_string("start", "digit", "--mode=dream: digit, digit:<test index>, noise, or the path of your image.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-process).")
@@ -98,6 +103,11 @@ def main(argv: list[str]) -> None:
       result = [str(path) for path in trainer.project(config, _WORKDIR.value, _STEP.value)]
     elif _MODE.value == "restore":
       result = _restore(config)
+    elif _MODE.value == "generate":
+      prompts = generate.read_prompts(_PROMPT.value, _PROMPT_FILE.value)
+      result = [str(path) for path in generate.generate_files(
+        config, _WORKDIR.value, prompts, num=_NUM.value or 16, guidance=_GUIDANCE.value,
+        seed=_SEED.value, step=_STEP.value, output=_OUTPUT.value)]
     elif _MODE.value == "interpret":
       result = report.interpret_run(config, _WORKDIR.value, _TOOLS.value, _STEP.value, _SEED.value)
     elif _MODE.value == "report":
@@ -135,7 +145,7 @@ def _restore(config) -> str:
   if not _TASK.value or not _INPUT.value:
     raise ValueError("--mode=restore needs --task=denoise|inpaint|superres and --input=<image or folder>.")
   request = restore.Request(task=_TASK.value, input=_INPUT.value, mask=_MASK.value, box=_BOX.value,
-                            noise_sigma=_NOISE_SIGMA.value, scale=_SCALE.value, num=_NUM.value,
+                            noise_sigma=_NOISE_SIGMA.value, scale=_SCALE.value, num=_NUM.value or 1,
                             method=_METHOD.value, output=_OUTPUT.value)
   outcome = restore.restore_files(config, _WORKDIR.value, request, _STEP.value)
   done = f"restored {len(outcome['restored'])} of {len(outcome['restored']) + len(outcome['errors'])} images"

@@ -69,7 +69,9 @@ class Experiment:
     self.workdir = as_path(workdir)
     self.info = info
     self.mesh = parallel.make_mesh()
-    self.family = get_family(config.family)(config, info, self.mesh)
+    family = get_family(config.family)
+    family.prepare(config, self.workdir, train=False)
+    self.family = family(config, info, self.mesh)
     replicated = parallel.replicated(self.mesh)
     batch = parallel.batch_sharded(self.mesh)
     self.train_step = jax.jit(
@@ -399,6 +401,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
   written from such a state.
   """
   _check_config(config)
+  get_family(config.family).prepare(config, workdir, train=True)
   training = config.training
   local_batch = parallel.local_batch_size(training.batch_size)
   parallel.local_batch_size(config.eval.batch_size, "eval.batch_size")

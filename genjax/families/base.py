@@ -9,6 +9,7 @@ Every family has the same parts:
 A family is built as `Family(config, info, mesh)` (the Experiment owns the mesh) and turns the
 config into networks and the few pure functions the runner compiles:
 
+  prepare(config, workdir, train)          before building: workdir-dependent config, prerequisites
   init(rng, batch)                         -> (params, model_state)
   loss(params, model_state, batch, rng)    -> (scalar loss, (metrics, new model_state))
   eval_metrics(params, model_state, batch, rng) -> {name: [B] per-example values}
@@ -79,6 +80,12 @@ class Family:
     raise NotImplementedError
 
   # --- hooks with defaults ----------------------------------------------------------------------
+  @staticmethod
+  def prepare(config: ml_collections.ConfigDict, workdir, train: bool) -> None:
+    """Runs before the family is built, in every mode (train: in --mode=train): fills in config
+    values that depend on the workdir and trains what the family builds on (text2img's frozen
+    autoencoder). Nothing by default."""
+
   def make_optimizer(self) -> tuple[Any, LearningRates]:
     """(optimizer, learning_rates): the optax optimizer of `train_step`, and the learning rates it
     applies at a micro-step, logged as train metrics."""

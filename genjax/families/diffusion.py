@@ -63,15 +63,20 @@ class DiffusionFamily(Family):
         f"model.num_classes={self.num_classes} but {config.data.name} has "
         f"{info.num_classes} classes; set model.num_classes to {info.num_classes} or 0."
       )
-    if config.sampling.guidance and not (self.num_classes and settings.label_dropout > 0):
-      raise ValueError(
-        "sampling.guidance needs a class-conditional model trained with dropped labels: "
-        "set model.num_classes and diffusion.label_dropout > 0 (e.g. 0.1)."
-      )
+    self._check_guidance()
     self.network = DIFFUSION_NETWORKS.get(config.model.network)(config.model, self.num_classes)
     lora.check_config(config.model)
     self.sampler = make_sampler(config.sampling.sampler, self.process, config.sampling)
     self._check_likelihood()
+
+  def _check_guidance(self) -> None:
+    if self.config.sampling.guidance and not (
+      self.num_classes and self.config.diffusion.label_dropout > 0
+    ):
+      raise ValueError(
+        "sampling.guidance needs a class-conditional model trained with dropped labels: "
+        "set model.num_classes and diffusion.label_dropout > 0 (e.g. 0.1)."
+      )
 
   def _check_likelihood(self) -> None:
     choice, data = self.config.eval.likelihood, self.config.data
@@ -111,7 +116,8 @@ class DiffusionFamily(Family):
     for images with sampling.clip_denoised, x_0_hat is clipped to data.value_range at every step."""
     if self.num_classes:
       eps = editing.guided_eps(
-        self._labelled_eps(params), labels, self.num_classes, self.config.sampling.guidance
+        self._labelled_eps(params), labels, jnp.full_like(labels, self.num_classes),
+        self.config.sampling.guidance,
       )
     else:
       eps = lambda x, t: self._labelled_eps(params)(x, t, None)
