@@ -126,3 +126,19 @@ def test_interpret_notebook_executes(tmp_path, data_env):
   assert 0.0 <= summaries["tools"]["memorisation"]["features_fraction_below"] <= 1.0
   # training curves, the traversal strips, the memorisation neighbours, the dream progression
   assert len(images) >= 4
+
+
+@pytest.mark.slow
+def test_text2img_notebook_executes(tmp_path, data_env, encoder_dir):
+  """Encoder weights (already there), prompt similarities, both tiny stages trained, and one grid
+  per typed prompt."""
+  del encoder_dir
+  outputs, images = execute("text2img.ipynb", {
+    "SIZE": '"tiny"', "WORKDIR": json.dumps(str(tmp_path / "run")),
+  }, data_env, timeout=900)
+  assert "already holds the all-MiniLM-L6-v2 files" in outputs
+  assert "pooled embeddings (3, 384) token states (3, 24, 384)" in outputs
+  assert "'step': 6" in outputs and "eval/loss" in outputs
+  assert "a thick seven -> a-thick-seven_g3_s0.png" in outputs
+  assert len(images) == 3
+  assert (tmp_path / "run" / "autoencoder" / "eval_10.json").is_file()
