@@ -112,9 +112,9 @@ def main(argv=None) -> dict:
     a, b = (v[np.isfinite(v)] for v in values)
     pooled = np.sqrt((a.var(ddof=1) * (len(a) - 1) + b.var(ddof=1) * (len(b) - 1)) / (len(a) + len(b) - 2))
     attributes[name] = {
-      "prompts": [list(first.values())[0], list(second.values())[0]],
+      "prompts": [next(iter(first.values())), next(iter(second.values()))],
       "mean": [float(a.mean()), float(b.mean())], "std": [float(a.std()), float(b.std())],
-      "cohens_d": float((a.mean() - b.mean()) / pooled), "images_each": int(len(a)),
+      "cohens_d": float((a.mean() - b.mean()) / pooled), "images_each": len(a),
     }
     print(name, attributes[name], flush=True)
   results["attributes"] = attributes
