@@ -220,3 +220,23 @@ def test_coco_tiny_trains_both_stages_on_synthetic_captions(load, tmp_path):
   assert (tmp_path / "autoencoder" / "eval_8.json").exists()
   assert list((tmp_path / "samples").glob("samples_*.png"))
 
+
+
+def test_the_unet_with_cross_attention_is_a_config_choice(tiny_run, load, tmp_path):
+  from conftest import train_on_synthetic_data
+
+  _, workdir = tiny_run
+  config = load(TINY, **{
+    "autoencoder.workdir": str(workdir / "autoencoder"), "model.network": "unet",
+    "model.channels": 32, "model.channel_mult": (1,), "model.attention_resolutions": (7,),
+    "model.num_res_blocks": 1,
+  })
+  experiment, before, state, metrics = train_on_synthetic_data(config, tmp_path, steps=3)
+  experiment.checkpointer.close()
+  assert np.isfinite(metrics["loss"])
+  flat = {"/".join(str(k.key) for k in path): leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(jax.device_get(state.params))}
+  before_flat = {"/".join(str(k.key) for k in path): leaf
+                 for path, leaf in jax.tree_util.tree_leaves_with_path(before)}
+  text_layers = [name for name in flat if "cross" in name.lower() or "context" in name.lower()]
+  assert text_layers and any(not np.array_equal(flat[n], before_flat[n]) for n in text_layers)
