@@ -15,7 +15,14 @@ DPM-Solver++(2M), guidance 3.
   python -m genjax.main --config=configs/text2img_mnist.py:tiny --workdir=/tmp/t2i_tiny  # ~2 min
 
 The first run also encodes the 33,286 distinct training captions and 5,956 test captions once
-(cached under ~/.cache/genjax/text). Measured: README, Results (text2img_mnist).
+(2.5 min; cached under ~/.cache/genjax/text). Denoiser: 3,791,236 parameters.
+
+Expected (measured on the shared 2-core AMD CPU, beside the test suite: stage 1 13 min; stage 2
+3,200 steps in 46 min at 1.0-1.8 steps/s, then 5 min of evaluation): eval/loss 0.0791 on the
+test captions (held-out phrasings); of 2,000 samples for the ten default held-out prompts (one per
+digit), the MNIST classifier finds the requested digit in 98.35%; MNIST FID 39.6 (vs the 60,000
+training images). More (guidance sweep, attribute control, speed): README, Results, and
+scripts/text2img_eval.py. scripts/benchmark.py needs --config.autoencoder.workdir=<stage 1>.
 """
 
 from genjax.families import family_config
@@ -46,10 +53,10 @@ def get_config(arg: str = ""):
 
   training = config.training
   training.batch_size = 64
-  training.num_train_steps = 6000
+  training.num_train_steps = 3200
   training.log_every = 100
   training.checkpoint_every = 500
-  training.eval_every = 6000
+  training.eval_every = 3200
   training.sample_every = 1000
 
   sampling = config.sampling
