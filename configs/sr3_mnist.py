@@ -7,7 +7,7 @@ unconditional prior of the same benchmark) with a second input channel: channels
 (channel_mult 1, 2, 2), 1 residual block per level, attention at 7x7, dropout 0.1
 (1,113,089 parameters); 1000 linear-beta steps, epsilon loss; batch 32, Adam 5e-4 (warmup 200),
 gradient clipping at 1, EMA 0.999. Super-resolving: DDIM with eta 1 (ancestral) on 50 of the 1000
-steps. `--config.superres.scale=2` makes it 14x14 -> 28x28.
+steps. `configs/sr3_mnist.py:x2` (or `--config.superres.scale=2`) makes it 14x14 -> 28x28.
 
   # 35 min on the 2-core CPU (800 steps, beside other jobs)
   python -m genjax.main --config=configs/sr3_mnist.py --workdir=workdirs/sr3_mnist \
@@ -28,5 +28,10 @@ from genjax.families.sr3 import from_diffusion_config
 
 
 def get_config(arg: str = ""):
-  # ddpm_mnist28's data, network, process, optimizer and sampler (and its :tiny), made conditional.
-  return from_diffusion_config(config_from_file(Path(__file__).with_name("ddpm_mnist28.py"), arg), 4)
+  """arg: "" (4x), "x2" (2x), "tiny" (4x); ddpm_mnist28's data, network, process, optimizer and
+  sampler (and its :tiny), made conditional."""
+  if arg not in ("", "x2", "tiny"):
+    raise ValueError(f"Unknown config argument {arg!r}; use 'x2', 'tiny' or nothing (4x).")
+  scale = 2 if arg == "x2" else 4
+  base = config_from_file(Path(__file__).with_name("ddpm_mnist28.py"), "tiny" if arg == "tiny" else "")
+  return from_diffusion_config(base, scale)
