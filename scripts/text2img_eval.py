@@ -46,7 +46,9 @@ ATTRIBUTE_PAIRS = {
 }
 
 
-def held_out_prompts(per_digit: int) -> tuple[list[str], np.ndarray]:
+def held_out_prompts(per_digit: int, attributes: bool = True) -> tuple[list[str], np.ndarray]:
+  """per_digit held-out prompts for each digit; with `attributes`, each states a random subset of
+  thickness, slant and size, else none of them."""
   prompts, labels = [], []
   for digit in range(10):
     for j in range(per_digit):
@@ -54,7 +56,7 @@ def held_out_prompts(per_digit: int) -> tuple[list[str], np.ndarray]:
       stated = {name: str(rng.choice([None, *options]) or "") or None
                 for name, options in (("thickness", ("thin", "thick")),
                                       ("slant", ("left", "upright", "right")),
-                                      ("size", ("small", "large")))}
+                                      ("size", ("small", "large")))} if attributes else {}
       prompts.append(captions.prompt(digit, **stated, rng=rng))
       labels.append(digit)
   return prompts, np.asarray(labels, np.int32)
@@ -68,21 +70,24 @@ def main(argv=None) -> dict:
   parser.add_argument("--guidances", default="0,1,2,4,8")
   parser.add_argument("--prompts_per_digit", type=int, default=10)
   parser.add_argument("--images_per_prompt", type=int, default=20)
-  parser.add_argument("--attribute_images", type=int, default=50)
-  parser.add_argument("--speed_batch", type=int, default=500)
+  parser.add_argument("--attribute_images", type=int, default=50, help="0: no attribute test")
+  parser.add_argument("--speed_batch", type=int, default=500, help="0: no speed test")
+  parser.add_argument("--prompt_attributes", default="random", choices=["random", "none"],
+                      help="whether the accuracy prompts state attributes")
+  parser.add_argument("--name", default="text2img_eval", help="folder under the workdir")
   args = parser.parse_args(argv)
 
   config = load_config(args.config)
   apply_overrides(config, dict(item.split("=", 1) for item in args.override))
   experiment, state, step = trainer.restore_for_inference(config, args.workdir, None)
   family, params = experiment.family, experiment.sample_params(state)
-  out_dir = experiment.workdir / "text2img_eval"
+  out_dir = experiment.workdir / args.name
   out_dir.mkdir(parents=True, exist_ok=True)
 
   def text_of(prompts):
     return family._constant_text(family.encode_prompts(prompts))
 
-  prompts, labels = held_out_prompts(args.prompts_per_digit)
+  prompts, labels = held_out_prompts(args.prompts_per_digit, args.prompt_attributes == "random")
   prompt_text = text_of(prompts)
   metric_config = config.copy_and_resolve_references()
   metric_config.eval.sample_metrics = ("mnist_accuracy", "mnist_fid")
@@ -102,7 +107,7 @@ def main(argv=None) -> dict:
   weight = config.sampling.guidance
   draw = jax.jit(lambda p, text, rng: family.generate(p, text, rng, weight))
   attributes = {}
-  for name, (first, second) in ATTRIBUTE_PAIRS.items():
+  for name, (first, second) in ATTRIBUTE_PAIRS.items() if args.attribute_images else ():
     values = []
     for index, stated in enumerate((first, second)):
       sides = [captions.prompt(d, **stated, rng=np.random.default_rng([2, d, index]))
@@ -120,20 +125,8 @@ def main(argv=None) -> dict:
   results["attributes"] = attributes
   results["attribute_guidance"] = weight
 
-  speed_text = jax.tree.map(lambda v: v[jnp.arange(args.speed_batch) % len(labels)], prompt_text)
-  jax.block_until_ready(draw(params, speed_text, jax.random.key(0)))
-  times = []
-  for repeat in range(3):
-    start = time.perf_counter()
-    jax.block_until_ready(draw(params, speed_text, jax.random.key(repeat + 1)))
-    times.append(time.perf_counter() - start)
-  results["speed"] = {
-    "images_per_second": args.speed_batch / statistics.median(times), "batch": args.speed_batch,
-    "sampler": config.sampling.sampler, "num_steps": config.sampling.num_steps, "guidance": weight,
-    "seconds": times, "device": str(jax.devices()[0].device_kind),
-  }
-  print("speed", results["speed"], flush=True)
-
+  if args.speed_batch:
+    results["speed"] = _speed(params, draw, prompt_text, len(labels), args.speed_batch, config)
   shown = [prompts[d * args.prompts_per_digit] for d in range(10)]
   grid_text = jax.tree.map(lambda v: jnp.repeat(v, 10, axis=0), text_of(shown))
   grid = np.asarray(draw(params, grid_text, jax.random.key(7)))
@@ -143,6 +136,25 @@ def main(argv=None) -> dict:
   (out_dir / "results.json").write_text(json.dumps(results, indent=2))
   experiment.checkpointer.close()
   return results
+
+
+def _speed(params, draw, prompt_text, num_prompts: int, batch: int, config) -> dict:
+  """Images per second of `draw` at `batch` prompts, median of 3 timed calls after a compile."""
+  speed_text = jax.tree.map(lambda v: v[jnp.arange(batch) % num_prompts], prompt_text)
+  jax.block_until_ready(draw(params, speed_text, jax.random.key(0)))
+  times = []
+  for repeat in range(3):
+    start = time.perf_counter()
+    jax.block_until_ready(draw(params, speed_text, jax.random.key(repeat + 1)))
+    times.append(time.perf_counter() - start)
+  speed = {
+    "images_per_second": batch / statistics.median(times), "batch": batch,
+    "sampler": config.sampling.sampler, "num_steps": config.sampling.num_steps,
+    "guidance": config.sampling.guidance, "seconds": times,
+    "device": str(jax.devices()[0].device_kind),
+  }
+  print("speed", speed, flush=True)
+  return speed
 
 
 def _plot(results: dict, out_dir) -> None:
