@@ -256,6 +256,11 @@ class TokenBatch(NamedTuple):
   truncated: np.ndarray
 
 
+def _warn_truncated(prompt: str, length: int) -> None:
+  shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
+  logging.warning("Prompt %r is longer than %d tokens and is truncated there.", shown, length)
+
+
 def tokenize(tokenizer: Tokenizer, prompts: Sequence[str], length: int) -> TokenBatch:
   """[CLS] prompt [SEP] padded with [PAD] (id 0) to `length` tokens, truncated there (the end of
   the prompt is dropped, [SEP] kept); each truncated prompt is logged as a warning."""
@@ -267,8 +272,7 @@ def tokenize(tokenizer: Tokenizer, prompts: Sequence[str], length: int) -> Token
   truncated = np.array([bool(encoding.overflowing) for encoding in encodings], bool)
   for prompt, cut in zip(prompts, truncated):
     if cut:
-      shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
-      logging.warning("Prompt %r is longer than %d tokens and is truncated there.", shown, length)
+      _warn_truncated(prompt, length)
   return TokenBatch(
     ids=np.array([encoding.ids for encoding in encodings], np.int32),
     mask=np.array([encoding.attention_mask for encoding in encodings], np.int32),
@@ -294,7 +298,7 @@ class TextEncoder:
   cached in memory per (prompts, length) and, with `cache_dir`, in `cache_dir/minilm_<key>.npz`,
   key = SHA-256 of the prompts, the length and the pinned files' SHA-256, so a prompt set is encoded
   once across runs. Truncation is logged when prompts are tokenized; a cached result carries its
-  `truncated` flags.
+  `truncated` flags, and its truncated prompts are warned about again.
   """
 
   def __init__(
@@ -340,7 +344,10 @@ class TextEncoder:
     path = self._cache_file(prompts, length)
     if path is not None and path.is_file():
       with np.load(path) as archive:
-        return TextEmbeddings(*(archive[name] for name in TextEmbeddings._fields))
+        cached = TextEmbeddings(*(archive[name] for name in TextEmbeddings._fields))
+      for prompt in np.asarray(prompts, dtype=object)[cached.truncated]:
+        _warn_truncated(prompt, length)
+      return cached
     embeddings = self._compute(prompts, length)
     if path is not None:
       path.parent.mkdir(parents=True, exist_ok=True)
