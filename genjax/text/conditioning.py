@@ -146,8 +146,22 @@ class CaptionedSource:
     return batch
 
 
+_CAPTIONED: dict[tuple, CaptionedSource] = {}  # per process: evaluations and grids reuse a split
+
+
 def captioned_source(source, data: ml_collections.ConfigDict, split: str, seed: int) -> CaptionedSource:
-  """`source` with every example's caption (data.captions) encoded at data.caption_length tokens."""
+  """`source` with every example's caption (data.captions) encoded at data.caption_length tokens;
+  built once per (source, captioner, length, encoder, split, seed) in a process."""
+  key = (id(source), data.captions, data.caption_length, data.text_encoder, split, seed)
+  cached = _CAPTIONED.get(key)
+  if cached is None or cached.source is not source:
+    if len(_CAPTIONED) >= 4:
+      _CAPTIONED.pop(next(iter(_CAPTIONED)))
+    cached = _CAPTIONED[key] = _captioned_source(source, data, split, seed)
+  return cached
+
+
+def _captioned_source(source, data: ml_collections.ConfigDict, split: str, seed: int) -> CaptionedSource:
   captions = CAPTIONERS.get(data.captions)(source, data, split, seed)
   if len(captions) != len(source):
     raise ValueError(f"{len(captions)} captions for {len(source)} examples of {data.name} {split}.")
