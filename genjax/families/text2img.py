@@ -189,7 +189,6 @@ class Text2ImgFamily(DiffusionFamily):
     self.example_shape = tuple(self.autoencoder.latent_shape)  # what the samplers draw
     self.autoencoder_params = self.latent_scale = None
     self.null_text = self.sample_text = self.prompt_labels = None
-    self.sample_prompts: list[str] = []
     if config.autoencoder.workdir:  # bound to a run (genjax.trainer calls prepare); not in summaries
       self._load_frozen_parts()
 
@@ -202,7 +201,6 @@ class Text2ImgFamily(DiffusionFamily):
       (list(config.text.sample_prompts), None) if config.text.sample_prompts
       else conditioning.default_prompts(config.data.captions)
     )
-    self.sample_prompts = prompts
     self.sample_text = self._constant_text(self.encode_prompts(prompts))
     self.prompt_labels = None if labels is None else jnp.asarray(labels, jnp.int32)
 
@@ -220,21 +218,19 @@ class Text2ImgFamily(DiffusionFamily):
     return conditioning.text_encoder(data.text_encoder, data.caption_length).encode(prompts)
 
   @staticmethod
-  def _constant_text(embeddings: TextEmbeddings) -> dict[str, jax.Array]:
-    return {
-      "tokens": jnp.asarray(embeddings.tokens, jnp.float32),
-      "mask": jnp.asarray(embeddings.mask, jnp.float32),
-      "pooled": jnp.asarray(embeddings.pooled, jnp.float32),
-    }
+  def _as_labels(tokens, mask, pooled) -> dict[str, jax.Array]:
+    """The network's text labels {tokens, mask, pooled}, all float32."""
+    return {name: jnp.asarray(value, jnp.float32)
+            for name, value in (("tokens", tokens), ("mask", mask), ("pooled", pooled))}
 
-  @staticmethod
-  def batch_text(batch) -> dict[str, jax.Array]:
-    """The batch's caption encodings as the network's text labels (float32)."""
-    return {
-      "tokens": batch["text_tokens"].astype(jnp.float32),
-      "mask": batch["text_mask"].astype(jnp.float32),
-      "pooled": batch["text_pooled"].astype(jnp.float32),
-    }
+  @classmethod
+  def _constant_text(cls, embeddings: TextEmbeddings) -> dict[str, jax.Array]:
+    return cls._as_labels(embeddings.tokens, embeddings.mask, embeddings.pooled)
+
+  @classmethod
+  def batch_text(cls, batch) -> dict[str, jax.Array]:
+    """The batch's caption encodings as the network's text labels."""
+    return cls._as_labels(batch["text_tokens"], batch["text_mask"], batch["text_pooled"])
 
   def null_like(self, text: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """The empty prompt's encoding, repeated for each of text's rows."""

@@ -42,7 +42,6 @@ from genjax.registry import Registry
 from genjax.text import captions as mnist_captions
 from genjax.text.encoder import TextEmbeddings, TextEncoder
 
-TEXT_BATCH_KEYS = ("text_tokens", "text_mask", "text_pooled")
 Captioner = Callable[[object, ml_collections.ConfigDict, str, int], list[str]]
 CAPTIONERS: Registry[Captioner] = Registry("captioner")
 
