@@ -32,11 +32,16 @@ LabelledEpsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (x, t,
 def guided_eps(eps_fn: LabelledEpsFn, labels, null_labels, weight: float) -> EpsFn:
   """(x, t) -> (1 + w) eps(x, t, labels) - w eps(x, t, null_labels), both in one network call of 2B.
 
-  labels and null_labels: [B] class labels and the null label's [B] copies, or pytrees of [B, ...]
-  arrays of the same structure (text conditioning)."""
+  labels: [B] class labels, or a pytree of [B, ...] arrays (text conditioning). null_labels: the
+  same structure, each leaf either of its label's shape or broadcastable to it (a scalar null
+  class index, a [1, ...] empty-prompt encoding)."""
   if weight == 0.0:
     return lambda x, t: eps_fn(x, t, labels)
-  both_labels = jax.tree.map(lambda c, n: jnp.concatenate([c, n]), labels, null_labels)
+  both_labels = jax.tree.map(
+    lambda c, n: jnp.concatenate([c, jnp.broadcast_to(jnp.asarray(n, c.dtype), c.shape)]),
+    labels,
+    null_labels,
+  )
 
   def guided(x, t):
     both = eps_fn(jnp.concatenate([x, x]), jnp.concatenate([t, t]), both_labels)
