@@ -23,7 +23,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genjax import parallel, restore, trainer
+from genjax import compilation_cache, parallel, restore, trainer
 from genjax.config import flat_keys, load_config, unknown_key_message
 from genjax.datasets import resolve_manual_dir
 from genjax.interpret import deepdream, report
@@ -50,6 +50,9 @@ _TOOLS = flags.DEFINE_list("tools", [], "--mode=interpret/report: tools to run (
 _SEED = flags.DEFINE_integer("seed", 0, "--mode=generate/interpret/report/dream: seed of the random draws.")
 _OBJECTIVE = flags.DEFINE_string("objective", "", "--mode=dream: class:<0-9>, layer:<name> or layer:<name>:<channel> of the MNIST classifier.")
 _START = flags.DEFINE_string("start", "digit", "--mode=dream: digit, digit:<test index>, noise, or the path of your image.")
+_COMPILATION_CACHE = flags.DEFINE_string(
+  "compilation_cache", None, "Folder of JAX's persistent compilation cache, so a restarted run does not compile "
+  f"again (default ${compilation_cache.ENV_VAR}, else {compilation_cache.DEFAULT_DIR}); 'none' turns it off.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process).")
@@ -89,6 +92,7 @@ def main(argv: list[str]) -> None:
   if (needs_config and _CONFIG.value is None) or (_WORKDIR.value is None and _MODE.value != "summary"):
     raise app.UsageError("--config and --workdir are required (--mode=summary needs only --config, "
                          "--mode=dream only --workdir).")
+  compilation_cache.enable(compilation_cache.resolve_cache_dir(_COMPILATION_CACHE.value))
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(), jax.devices())
   config = _CONFIG.value
@@ -124,6 +128,7 @@ def main(argv: list[str]) -> None:
     print(f"genjax: error: {error}", file=sys.stderr)
     sys.exit(1)
   logging.info("Done: %s", result)
+  logging.info("%s.", compilation_cache.compile_stats().describe())
 
 
 def _dream(config) -> list:

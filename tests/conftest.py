@@ -14,10 +14,10 @@ MNIST_DIR = Path(os.environ.get("GENJAX_DATA_DIR", REPO.parent / "shared" / "dat
 
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache_dir(tmp_path_factory) -> Path:
-  """JAX's persistent compilation cache for the whole session (in this process; the CLI
-  subprocesses compile for themselves): many tests train, sample or restore the same tiny
-  configs, and a program compiled once is then loaded instead of compiled again. The compiled code
-  is the same either way."""
+  """JAX's persistent compilation cache for the whole session, shared by this process and the CLI
+  subprocesses (`data_env`): many tests train, sample or restore the same tiny configs, and a
+  program compiled once is then loaded instead of compiled again. The compiled code is the same
+  either way."""
   import jax
   from jax.experimental.compilation_cache import compilation_cache as cache
 
@@ -35,11 +35,14 @@ def tfds_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def data_env(tfds_dir) -> dict[str, str]:
-  """Environment for CLI subprocesses: the MNIST folder and the session's tfds data_dir."""
+def data_env(tfds_dir, compilation_cache_dir) -> dict[str, str]:
+  """Environment for CLI subprocesses: the MNIST folder, the session's tfds data_dir and its
+  compilation cache (every compilation stored, as in this process)."""
   env = dict(os.environ)
   env.update(GENJAX_DATA_DIR=str(MNIST_DIR), TFDS_DATA_DIR=str(tfds_dir), JAX_PLATFORMS="cpu",
-             TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+             TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO),
+             GENJAX_COMPILATION_CACHE=str(compilation_cache_dir),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   return env
 
 
