@@ -9,9 +9,10 @@
 Prints one JSON line per measured function with: config, step, params, batch, images_per_s,
 step_ms_median (median over --repeats timed calls after --warmup untimed ones), compile_s,
 flops_per_step (XLA cost analysis), achieved_gflops, matmul_gflops (float32 matmul rate of this
-machine measured in the same run), fraction_of_matmul, peak_rss_mb, device; for a train step
-whose work differs by step (StyleGAN2's lazy regularisation), --repeats is rounded up to whole
-cycles and the row adds the median ms of each kind of step and images/s over the whole cycles.
+machine measured in the same run), fraction_of_matmul, peak_rss_mb, compiled_memory_mb (XLA's
+temp, argument, output and peak MiB of the compiled function), device; for a train step whose
+work differs by step (StyleGAN2's lazy regularisation), --repeats is rounded up to whole cycles
+and the row adds the median ms of each kind of step and images/s over the whole cycles.
 Functions: the train step, plus the family's benchmark_functions (e.g. each sampler). With
 --torch, an equivalent PyTorch implementation (scripts/torch_reference.py) is timed in the same
 run and the ratio reported.
@@ -126,6 +127,20 @@ def flops_of(compiled) -> float:
   return float(analysis.get("flops", 0.0)) if analysis else 0.0
 
 
+def compiled_memory_mb(compiled) -> dict:
+  """XLA's buffer assignment of the compiled function (memory_analysis), in MiB: temp_mb (its
+  intermediates at their peak), argument_mb, output_mb, alias_mb (outputs written into donated
+  arguments) and peak_mb = argument + output - alias + temp (the bound with all of them live at
+  once); all None where the backend reports nothing."""
+  analysis = compiled.memory_analysis()
+  kinds = ("temp", "argument", "output", "alias")
+  if analysis is None:
+    return {f"{kind}_mb": None for kind in (*kinds, "peak")}
+  sizes = {kind: getattr(analysis, f"{kind}_size_in_bytes") / 2**20 for kind in kinds}
+  sizes["peak"] = sizes["argument"] + sizes["output"] - sizes["alias"] + sizes["temp"]
+  return {f"{kind}_mb": size for kind, size in sizes.items()}
+
+
 def measure(name, fn, args, images, config_name, params, batch, matmul, carries_state=False,
             donate=False, family=None) -> dict:
   """One row; with `family` (a train step), also its times by kind of step (`by_step_kind`)."""
@@ -144,6 +159,7 @@ def measure(name, fn, args, images, config_name, params, batch, matmul, carries_
     "images_per_s": images / median, "step_ms_median": 1e3 * median, "compile_s": compile_s,
     "flops_per_step": flops, "achieved_gflops": flops / median / 1e9, "matmul_gflops": matmul,
     "fraction_of_matmul": flops / median / 1e9 / matmul, "peak_rss_mb": peak_rss_mb(),
+    "compiled_memory_mb": compiled_memory_mb(compiled),
     "device": str(jax.devices()[0].platform), "num_devices": jax.device_count(), **kinds,
   }
 

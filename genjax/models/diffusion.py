@@ -32,6 +32,7 @@ def unet(model: ml_collections.ConfigDict, num_classes: int) -> UNet:
     groups=model.norm_groups,
     out_channels=model.get("out_channels", 0),  # configs saved before the key existed: 0
     context_dim=model.get("context_dim", 0),
+    remat=model.get("remat", False),  # configs saved before the key existed: False
   )
 
 
@@ -46,6 +47,7 @@ def dit(model: ml_collections.ConfigDict, num_classes: int) -> DiT:
     out_channels=model.out_channels,
     num_classes=num_classes,
     context_dim=model.context_dim,
+    remat=model.get("remat", False),  # configs saved before the key existed: False
   )
 
 

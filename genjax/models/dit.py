@@ -22,7 +22,9 @@ LN has no parameters; LN' (the cross-attention's own LayerNorm) has a scale and 
 nothing. Its output projection is zero-initialised, so at initialisation every block is the identity
 and the network's output is exactly 0. DiT's learned variance (2C outputs) is not implemented; set
 out_channels for other output widths. There is no dropout: `train` is accepted for the diffusion
-network contract and unused.
+network contract and unused. remat=True rematerialises every DiTBlock (genjax.models.unet's
+`rematerialised`: the backward pass keeps each block's inputs only and recomputes its inside); the
+parameter tree, outputs and gradients are those without it.
 
 Linear layers are Xavier-uniform with zero biases, embeddings of time and classes N(0, 0.02^2), as
 in DiT. DiT-S/2 (D 384, depth 12, 6 heads, p 2) on 32x32x4 latents with 1000 classes and 8 output
@@ -38,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax.models.attention import MultiHeadAttention, text_conditioning
-from genjax.models.unet import positional_embedding
+from genjax.models.unet import positional_embedding, rematerialised
 
 TIME_FREQUENCY_DIM = 256  # DiT's frequency embedding of the time, before the MLP
 EMBEDDING_INIT = nn.initializers.normal(0.02)
@@ -130,6 +132,7 @@ class DiT(nn.Module):
   out_channels: int = 0  # channels of the output; 0: as many as the input has
   num_classes: int = 0
   context_dim: int = 0  # width of the text tokens; 0: no text conditioning or cross-attention
+  remat: bool = False  # rematerialise the transformer blocks (module docstring)
 
   @nn.compact
   def __call__(
@@ -176,8 +179,9 @@ class DiT(nn.Module):
         text["pooled"]
       )
 
+    block = rematerialised(DiTBlock) if self.remat else DiTBlock
     for index in range(self.depth):
-      h = DiTBlock(self.heads, self.mlp_ratio, name=f"block_{index}")(h, c, tokens, mask)
+      h = block(self.heads, self.mlp_ratio, name=f"block_{index}")(h, c, tokens, mask)
 
     modulation = nn.Dense(2 * self.hidden_size, kernel_init=zero_init, name="final_modulation")(
       nn.swish(c)

@@ -22,10 +22,15 @@ x + MHA(GroupNorm(x), tokens, mask) follows: latent diffusion's SpatialTransform
 cross-attention, heads of CROSS_ATTENTION_HEAD_CHANNELS channels (one head when the width is not a
 multiple), zero-initialised output projection, padding masked out. With context_dim = 0 the
 parameters and outputs are those of the UNet without the option.
+
+remat=True rematerialises every residual, attention and cross-attention block (`rematerialised`):
+the backward pass keeps only each block's inputs and recomputes its inside, for about one more
+forward pass of compute. The parameter tree, outputs and gradients are those without it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -39,6 +44,24 @@ from genjax.models.conv import Conv
 zero_init = nn.initializers.zeros
 default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 CROSS_ATTENTION_HEAD_CHANNELS = 32  # latent diffusion's num_head_channels
+# What a rematerialised block saves for the backward pass besides its inputs: nothing, the most
+# memory saved (its activations are recomputed). Saving matmul outputs instead
+# (dots_with_no_batch_dims_saveable) would keep the dense layers' outputs, most of a DiT block's
+# activations, and save little.
+REMAT_POLICY = jax.checkpoint_policies.nothing_saveable
+
+
+@functools.cache
+def rematerialised(
+  module_class: type[nn.Module], static_argnums: tuple[int, ...] = ()
+) -> type[nn.Module]:
+  """module_class under flax's nn.remat (jax.checkpoint with REMAT_POLICY); static_argnums count
+  self as 0 (Python values such as `train`). The class keeps module_class's name, so flax's
+  automatic names (ResBlock_0, not CheckpointResBlock_0) and hence the parameter tree are the same
+  with and without remat: a checkpoint trained either way loads the other way."""
+  wrapped = nn.remat(module_class, static_argnums=static_argnums, policy=REMAT_POLICY)
+  wrapped.__name__ = wrapped.__qualname__ = module_class.__name__
+  return wrapped
 
 
 def positional_embedding(values: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -110,7 +133,9 @@ class AttentionBlock(nn.Module):
     batch, height, width, channels = x.shape
     h = _norm(self.groups)(x).reshape(batch, height * width, channels)
     q, k, v = (nn.Dense(channels, kernel_init=default_init, name=name)(h) for name in "qkv")
-    weights = jax.nn.softmax(jnp.einsum("bic,bjc->bij", q, k) / math.sqrt(channels), axis=-1)
+    # softmax of float32 logits q.k / sqrt(C), the weights cast back to v's dtype (mixed precision)
+    logits = jnp.einsum("bic,bjc->bij", q, k).astype(jnp.float32) / math.sqrt(channels)
+    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     h = nn.Dense(channels, kernel_init=zero_init, name="proj_out")(
       jnp.einsum("bij,bjc->bic", weights, v)
     )
@@ -157,6 +182,7 @@ class UNet(nn.Module):
   groups: int = 32  # GroupNorm groups (must divide every channel count)
   out_channels: int = 0  # channels of the output; 0: as many as the input has
   context_dim: int = 0  # width of the text tokens; 0: no text conditioning or cross-attention
+  remat: bool = False  # rematerialise the residual and attention blocks (module docstring)
 
   @nn.compact
   def __call__(
@@ -195,14 +221,18 @@ class UNet(nn.Module):
         text["pooled"]
       )
 
-    block = lambda ch, resample="none": ResBlock(
+    remat = lambda cls, static=(): rematerialised(cls, static) if self.remat else cls
+    res_block = remat(ResBlock, (3,))  # train: static
+    block = lambda ch, resample="none": res_block(
       ch, self.dropout, self.groups, resample, self.skip_rescale
     )
 
     def attention(h: jax.Array) -> jax.Array:
-      h = AttentionBlock(self.groups, self.skip_rescale)(h)
+      h = remat(AttentionBlock)(self.groups, self.skip_rescale)(h)
       if self.context_dim:
-        h = CrossAttentionBlock(self.groups, self.skip_rescale)(h, text["tokens"], text["mask"])
+        h = remat(CrossAttentionBlock)(self.groups, self.skip_rescale)(
+          h, text["tokens"], text["mask"]
+        )
       return h
 
     h = Conv(self.channels, (3, 3), kernel_init=default_init)(x)
