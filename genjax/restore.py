@@ -114,7 +114,7 @@ def _prior(restorer: Restorer, run: Callable) -> Callable:
 
 @_register("pigdm", "diffusion", TASKS)
 def _pigdm(restorer, task, sigma, scale, several):
-  settings, process = restorer.config.restore, restorer.family.process
+  settings, process = restorer.config.restore, restorer.family.sampling_process
   return _prior(restorer, lambda eps, y, mask, rng: inverse.pigdm(
     process, eps, rng, y, _operator(task, mask, scale), sigma, restorer.shape, settings.num_steps,
     settings.eta, settings.prior_variance, settings.guidance_scale))
@@ -122,7 +122,7 @@ def _pigdm(restorer, task, sigma, scale, several):
 
 @_register("ddnm", "diffusion", ("inpaint", "superres"))
 def _ddnm(restorer, task, sigma, scale, several):
-  settings, process = restorer.config.restore, restorer.family.process
+  settings, process = restorer.config.restore, restorer.family.sampling_process
   return _prior(restorer, lambda eps, y, mask, rng: inverse.ddnm(
     process, eps, rng, y, _operator(task, mask, scale), sigma, restorer.shape, settings.num_steps,
     settings.eta, restorer.value_range))
@@ -130,14 +130,14 @@ def _ddnm(restorer, task, sigma, scale, several):
 
 @_register("repaint", "diffusion", ("inpaint",))
 def _repaint(restorer, task, sigma, scale, several):
-  settings, process = restorer.config.restore, restorer.family.process
+  settings, process = restorer.config.restore, restorer.family.sampling_process
   return _prior(restorer, lambda eps, y, mask, rng: editing.inpaint(
     process, eps, rng, y, mask, settings.num_steps, settings.eta, settings.repaint_resample))
 
 
 @_register("sdedit", "diffusion", ("denoise",))
 def _sdedit(restorer, task, sigma, scale, several):
-  settings, process = restorer.config.restore, restorer.family.process
+  settings, process = restorer.config.restore, restorer.family.sampling_process
   if settings.strength > 0:
     return _prior(restorer, lambda eps, y, mask, rng: editing.sdedit(
       process, eps, rng, y, settings.strength, settings.num_steps, settings.eta))

@@ -20,6 +20,14 @@ prior x_T ~ N(0, sigma(T)^2 I), walks the process's time grid t_0 = t_max > ... 
   dpm_solver  DPM-Solver++(2M) (Lu et al. 2022), data prediction, multistep, K times uniform in
               lambda; K evaluations
 The samplers that need continuous time (pc, ode, heun) refuse the discrete ddpm process.
+
+Every sampler starts at t_max of `process.truncated(sampling.lambda_min)`: the largest time with
+lambda(t) = log(alpha / sigma) >= lambda_min (diffusers' lambda_min_clipped). The data prediction
+x_0_hat = (x - sigma eps_hat) / alpha turns an eps error into an x_0_hat error e^{-lambda} times
+larger, 2e4 at the cosine schedule's lambda(T) = -9.9 (its last beta is clipped at 0.999, so
+alpha_bar_T = 2.4e-9); the default -5.1 (diffusers' value for the cosine schedule) drops its last
+4 of 1000 timesteps and is below lambda(T) of the linear DDPM schedule (-5.06), the VP SDE (-5.03)
+and every shipped config, which it leaves unchanged.
 """
 
 from __future__ import annotations
@@ -78,7 +86,7 @@ def make_sampler(name: str, process: Process, sampling: ml_collections.ConfigDic
     )
   if sampling.num_steps < 2:
     raise ValueError(f"sampling.num_steps must be at least 2, got {sampling.num_steps}.")
-  return factory(process, sampling)
+  return factory(process.truncated(sampling.lambda_min), sampling)
 
 
 def posterior_step(
@@ -305,7 +313,7 @@ def log_snr_uniform_times(process: Process, num_steps: int) -> np.ndarray:
   with jax.ensure_compile_time_eval():
     if process.discrete:
       process.sampling_times(num_steps)  # validates num_steps
-      lambdas = np.asarray(process.log_snr(jnp.arange(process.num_timesteps)), np.float64)
+      lambdas = np.asarray(process.log_snr(jnp.arange(process.t_max + 1)), np.float64)
       targets = np.linspace(lambdas[-1], lambdas[0], num_steps)
       indices = np.abs(lambdas[None, :] - targets[:, None]).argmin(axis=1)
       return np.unique(indices)[::-1].astype(np.int32)

@@ -43,6 +43,10 @@ def add_defaults(config: ml_collections.ConfigDict) -> None:
   s = config.sampling
   s.sampler = "ancestral"  # ancestral, ddim, pc, ode, heun, dpm_solver
   s.num_steps = 1000
+  # samplers start at the largest t with log(alpha / sigma) >= lambda_min (see
+  # genjax.diffusion.samplers): -5.1 cuts the cosine schedule's last 4 timesteps and no shipped
+  # config's; -inf starts at t_max
+  s.lambda_min = -5.1
   s.eta = 0.0  # ddim
   s.predictor = "reverse_diffusion"  # pc: "euler_maruyama" or "reverse_diffusion"
   s.corrector_steps = 1  # pc: Langevin steps per step
@@ -95,6 +99,11 @@ def _add_network_defaults(model: ml_collections.ConfigDict) -> None:
   # genjax.models.attention): cross-attention to the tokens, the pooled embedding added to the
   # time embedding; 0: none
   model.context_dim = 0
+  # unet and dit: rematerialise the residual/attention (unet) or transformer (dit) blocks: the
+  # backward pass recomputes their activations instead of storing them (less memory, about one
+  # more forward pass of compute; XLA:CPU's compiled steps keep as much memory as without it);
+  # parameters and results unchanged, checkpoints load either way
+  model.remat = False
   # dit: genjax.models.dit.DiT (Peebles & Xie 2023); hidden_size, not hidden (score_mlp's widths)
   model.patch = 2
   model.hidden_size = 384

@@ -42,6 +42,7 @@ from genjax.evaluation.likelihood import eval_data_statement
 from genjax.families import FAMILIES
 from genjax.families.base import Family
 from genjax.models.diffusion import DIFFUSION_NETWORKS
+from genjax.precision import network_apply
 
 
 @FAMILIES.register("diffusion")
@@ -55,6 +56,8 @@ class DiffusionFamily(Family):
     super().__init__(config, info, mesh)
     settings = config.diffusion
     self.process = make_process(settings)
+    # where every sampler, edit, restoration and trajectory starts (sampling.lambda_min)
+    self.sampling_process = self.process.truncated(config.sampling.lambda_min)
     objectives.check_objective(self.process, settings)
     self.denoiser = objectives.Denoiser(self.process, settings.objective, settings.sigma_data)
     self.num_classes = config.model.num_classes
@@ -65,6 +68,7 @@ class DiffusionFamily(Family):
       )
     self._check_guidance()
     self.network = DIFFUSION_NETWORKS.get(config.model.network)(config.model, self.num_classes)
+    self.apply_network = network_apply(config.precision)
     lora.check_config(config.model)
     self.sampler = make_sampler(config.sampling.sampler, self.process, config.sampling)
     self._check_likelihood()
@@ -101,7 +105,9 @@ class DiffusionFamily(Family):
       params = lora.merge(params, lora.scale(self.config.model))
 
     def apply(x_in, time):
-      return self.network.apply({"params": params}, x_in, time, labels, train=train, rngs=rngs)
+      return self.apply_network(
+        self.network, {"params": params}, x_in, time, labels, train=train, rngs=rngs
+      )
 
     return apply
 
@@ -237,11 +243,11 @@ class DiffusionFamily(Family):
     mask = top_rows[None, :, None, None] * jnp.ones_like(x)
     low = self.config.data.value_range[0]
     inpainted = editing.inpaint(
-      self.process, eps, inpaint_rng, x, mask, sampling.edit_num_steps,
+      self.sampling_process, eps, inpaint_rng, x, mask, sampling.edit_num_steps,
       resample_steps=sampling.inpaint_resample,
     )
     edited = editing.sdedit(
-      self.process, eps, edit_rng, x, sampling.edit_strength, sampling.edit_num_steps
+      self.sampling_process, eps, edit_rng, x, sampling.edit_strength, sampling.edit_num_steps
     )
 
     def interleave(inputs, outputs):

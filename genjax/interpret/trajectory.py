@@ -336,7 +336,7 @@ def _run_trajectory(experiment, state, rng: jax.Array) -> ToolResult:
   family, config = experiment.family, experiment.config
   if not family.info.is_image:
     raise NotApplicable("diffusion_trajectory draws images; this run's data are points.")
-  process, sampling = family.process, config.sampling
+  process, sampling = family.sampling_process, config.sampling
   params = experiment.sample_params(state)
   num_steps, eta = sampling.num_steps, _walk_eta(sampling)
   shape = (TRAJECTORY_SAMPLES, *family.example_shape)
@@ -417,7 +417,7 @@ def _run_interpolation(experiment, state, rng: jax.Array) -> ToolResult:
   family, config = experiment.family, experiment.config
   if not family.info.is_image:
     raise NotApplicable("diffusion_interpolation interpolates images; this run's data are points.")
-  process, num_steps = family.process, config.sampling.num_steps
+  process, num_steps = family.sampling_process, config.sampling.num_steps
   params = experiment.sample_params(state)
   batches = eval_batches(
     config.data, 64, num_examples=64, data_seed=config.seed, noise_seed=config.eval.seed
