@@ -58,6 +58,7 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.family = ""  # "vae", "gan", "diffusion" (genjax.families.family_config adds its keys)
+  config.precision = "float32"  # trained networks compute in float32 or bfloat16 (genjax.precision)
 
   # Fine-tuning (genjax.finetune): the parameters of a new run come from another run's checkpoint.
   config.init_from = ""  # that run's --workdir ("": random initialisation)

@@ -81,6 +81,7 @@ from genjax.gan.regularizers import gradient_penalty, orthogonal_regularization,
 from genjax.models.gan import GAN_NETWORKS
 from genjax.models.spectral_norm import SPECTRAL_COLLECTION
 from genjax.optim import make_optimizer
+from genjax.precision import network_apply
 from genjax.train_state import TrainState, apply_updates, ema_decay_at
 
 AUGMENTS = ("none", "diffaugment", "ada")  # model.augment
@@ -156,6 +157,7 @@ class GANFamily(Family):
     self.generator, self.discriminator = GAN_NETWORKS.get(model.network)(
       model, self.example_shape, self.num_classes, info.is_image
     )
+    self.apply_network = network_apply(config.precision)
     z = jax.ShapeDtypeStruct((1, model.latent_dim), jnp.float32)
     labels = jax.ShapeDtypeStruct((1,), jnp.int32) if self.num_classes else None
     g_variables = jax.eval_shape(self.generator.init, jax.random.key(0), z, labels)
@@ -224,7 +226,9 @@ class GANFamily(Family):
 
   def _generate(self, g_params, z: jax.Array, labels: jax.Array | None) -> jax.Array:
     """G(z, labels) with batch norm on this batch's statistics (training); [B, *example_shape]."""
-    out, _ = self.generator.apply({"params": g_params}, z, labels, mutable=["batch_stats"])
+    out, _ = self.apply_network(
+      self.generator, {"params": g_params}, z, labels, mutable=["batch_stats"]
+    )
     return out
 
   def standing_latents(self) -> tuple[jax.Array, jax.Array | None]:
@@ -244,7 +248,9 @@ class GANFamily(Family):
     training, each batch also normalizes the earlier layers with its own statistics)."""
 
     def batch_statistics(latents):
-      _, variables = self.generator.apply({"params": g_params}, *latents, mutable=["batch_stats"])
+      _, variables = self.apply_network(
+        self.generator, {"params": g_params}, *latents, mutable=["batch_stats"]
+      )
       return variables["batch_stats"]
 
     per_batch = jax.lax.map(batch_statistics, self.standing_latents())
@@ -261,14 +267,17 @@ class GANFamily(Family):
     if not self.generator_batch_norm:
       return functools.partial(self._generate, g_params)
     variables = {"params": g_params, "batch_stats": self.standing_statistics(g_params)}
-    return functools.partial(self.generator.apply, variables, use_running_average=True)
+    return functools.partial(
+      self.apply_network, self.generator, variables, use_running_average=True
+    )
 
   def _discriminate(
     self, d_params, model_state, x, labels, update_stats: bool
   ) -> tuple[jax.Array, Any]:
     """D(x, labels) [B] and the model_state with the power-iteration vectors it moved."""
     network_state = {k: v for k, v in model_state.items() if k != ADA_STATE}
-    logits, updates = self.discriminator.apply(
+    logits, updates = self.apply_network(
+      self.discriminator,
       {"params": d_params, **network_state},
       x,
       labels,

@@ -183,17 +183,19 @@ class StyleGAN2Family(GANFamily):
 
   def _discriminate(self, d_params, model_state, x, labels, update_stats: bool):
     """D(x, labels) [B] and the unchanged model_state (this D keeps no statistics)."""
-    return self.discriminator.apply({"params": d_params}, x, labels), model_state
+    return self.apply_network(self.discriminator, {"params": d_params}, x, labels), model_state
 
   def _map(self, g_params, buffers, z, labels, truncation_psi=1.0) -> jax.Array:
     """ws [B, num_ws, w_dim]."""
     variables = {"params": g_params, "buffers": buffers}
-    return self.generator.apply(variables, z, labels, truncation_psi, method="map")
+    return self.apply_network(self.generator, variables, z, labels, truncation_psi, method="map")
 
   def _synthesize(self, g_params, buffers, ws, noise_mode: str, rng=None) -> jax.Array:
     variables = {"params": g_params, "buffers": buffers}
     rngs = {"noise": rng} if noise_mode == "random" else {}
-    return self.generator.apply(variables, ws, noise_mode, method="synthesize", rngs=rngs)
+    return self.apply_network(
+      self.generator, variables, ws, noise_mode, method="synthesize", rngs=rngs
+    )
 
   def _training_ws(self, g_params, buffers, rng, labels, num: int) -> jax.Array:
     """ws for `num` fresh latents, with style mixing at probability model.style_mixing."""

@@ -29,6 +29,7 @@ from genjax.families import FAMILIES
 from genjax.families.base import Family
 from genjax.images import to_unit_range
 from genjax.models.vae import VAE_NETWORKS
+from genjax.precision import network_apply
 from genjax.vae import settings
 from genjax.vae.iwae import iwae_log_likelihood
 from genjax.vae.latent_scale import latent_scale
@@ -56,6 +57,7 @@ class VAEFamily(Family):
       model, self.example_shape, self.likelihood.params_per_channel
     )
     self.latent_shape = self.network.latent_shape  # one example's z
+    self.apply_network = network_apply(config.precision)
     low, high = config.data.value_range
     if model.likelihood != "gaussian" and (low, high) != (0.0, 1.0):
       raise ValueError(f"The {model.likelihood} likelihood needs data.value_range=(0., 1.), got {(low, high)}.")
@@ -71,11 +73,11 @@ class VAEFamily(Family):
 
   def _encode(self, params, x):
     """x [B, *example_shape] -> q(z|x)'s (mean, log_std), each [B, *latent_shape]."""
-    return self.network.apply({"params": params}, x, method="encode")
+    return self.apply_network(self.network, {"params": params}, x, method="encode")
 
   def _decode(self, params, z):
     """z [B, *latent_shape] -> the parameters of p(x|z)."""
-    return self.network.apply({"params": params}, z, method="decode")
+    return self.apply_network(self.network, {"params": params}, z, method="decode")
 
   def _elbo_terms(self, params, x, rng):
     mean, log_std = self._encode(params, x)

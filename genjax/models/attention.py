@@ -50,16 +50,19 @@ def masked_attention(
   """q [B, N, heads, d], k and v [B, L, heads, d], mask [B, L] (1 keep, 0 drop) or None ->
   [B, N, heads, d]: out_n = sum_l w_nl v_l, w_n = softmax over the kept l of q_n . k_l / sqrt(d).
 
-  Dropped logits are set to the dtype's lowest value, whose exponential underflows to exactly 0
-  beside any kept logit; the weights are then multiplied by the mask, which zeroes the uniform
-  weights of a row with nothing kept, so that row's output is 0."""
-  logits = jnp.einsum("bnhd,blhd->bhnl", q, k) / math.sqrt(q.shape[-1])
+  The softmax runs on float32 logits whatever the inputs' dtype (bfloat16 under mixed precision,
+  genjax.precision: q . k in bfloat16, then cast), and its weights are cast to v's dtype for the
+  second matmul, so both matmuls and their gradients have operands of one dtype. Dropped
+  logits are set to float32's lowest value, whose exponential underflows to exactly 0 beside any
+  kept logit; the weights are then multiplied by the mask, which zeroes the uniform weights of a
+  row with nothing kept, so that row's output is 0."""
+  logits = jnp.einsum("bnhd,blhd->bhnl", q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
   if mask is None:
     weights = jax.nn.softmax(logits, axis=-1)
   else:
     keep = mask.astype(bool)[:, None, None, :]
     weights = jax.nn.softmax(jnp.where(keep, logits, jnp.finfo(logits.dtype).min), axis=-1) * keep
-  return jnp.einsum("bhnl,blhd->bnhd", weights, v)
+  return jnp.einsum("bhnl,blhd->bnhd", weights.astype(v.dtype), v)
 
 
 class MultiHeadAttention(nn.Module):

@@ -99,7 +99,7 @@ def _fir(x: jax.Array, pad: tuple[int, int], stride: int = 1, gain: float = 1.0)
     padded = jnp.pad(x, widths)
     length = padded.shape[axis] - len(taps) + 1
     x = sum(
-      weight * jax.lax.slice_in_dim(padded, tap, tap + length, axis=axis)
+      float(weight) * jax.lax.slice_in_dim(padded, tap, tap + length, axis=axis)
       for tap, weight in enumerate(taps)
     )
     if stride > 1:
