@@ -16,7 +16,8 @@ estimate on 500 test images, 784 dims).
   # ~1 min, the pipeline only:
   python -m genjax.main --config=configs/ddpm_mnist_fast.py:tiny --workdir=/tmp/ddpm_mnist_fast_tiny
 
-Measured: see the README results table (ddpm_mnist_fast.py).
+Measured (README results table; 2-core AMD CPU, quiet): 1,000 steps in 27.2 min, MNIST FID 109.4,
+IS 6.54, 2.24 bits/dim; digits, 58% of them classified with p > 0.9 (not all clean yet).
 """
 
 from pathlib import Path
