@@ -11,6 +11,7 @@ label [B] int32 when the dataset has labels; eval batches add mask [B] (0 for pa
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 
 import grain
@@ -77,6 +78,42 @@ def _process_seed(seed: int, salt: int) -> int:
   return int(np.random.SeedSequence([seed, salt, jax.process_index()]).generate_state(1)[0] >> 1)
 
 
+ENDLESS = 2**62  # batches in the training stream: more than any run draws
+
+
+class EpochShuffledBatches:
+  """Batch b -> the example indices at positions [b B, (b + 1) B) of the endless sequence
+  perm_0(indices), perm_1(indices), ... where epoch e's permutation comes from a generator seeded
+  (seed, e): every epoch is reshuffled, a batch may span two epochs, and batch b is a pure function
+  of (indices, B, seed, b), so a resumed iterator continues exactly. A batch's indices come from one
+  vectorised lookup; grain's per-example shuffle cost about 40 us per example (2 ms of the 2.6 ms
+  per MNIST batch of 100). The permutations of the two most recent epochs are kept."""
+
+  def __init__(self, indices: np.ndarray, batch_size: int, seed: int):
+    self.indices, self.batch_size, self.seed = indices, batch_size, seed
+    self._permutations: dict[int, np.ndarray] = {}
+    self._lock = threading.Lock()
+
+  def permutation(self, epoch: int) -> np.ndarray:
+    with self._lock:
+      if epoch not in self._permutations:
+        if len(self._permutations) >= 2:
+          del self._permutations[min(self._permutations)]
+        rng = np.random.default_rng([self.seed, epoch])
+        self._permutations[epoch] = self.indices[rng.permutation(len(self.indices))]
+      return self._permutations[epoch]
+
+  def __call__(self, batch: int) -> np.ndarray:
+    """[B] int64 example indices of batch `batch`."""
+    positions = np.arange(batch * self.batch_size, (batch + 1) * self.batch_size, dtype=np.int64)
+    epochs, offsets = np.divmod(positions, len(self.indices))
+    result = np.empty(self.batch_size, np.int64)
+    for epoch in np.unique(epochs):
+      in_epoch = epochs == epoch
+      result[in_epoch] = self.permutation(int(epoch))[offsets[in_epoch]]
+    return result
+
+
 class TrainData:
   """The training stream of one process: `next(data)` gives the process's local batch.
 
@@ -87,16 +124,16 @@ class TrainData:
     data = config.data
     self.source = load_source(data, data.train_split, config.seed)
     self.info = self.source.info
-    indices = grain.MapDataset.range(len(self.source))[jax.process_index() :: jax.process_count()]
+    indices = np.arange(len(self.source))[jax.process_index() :: jax.process_count()]
     if len(indices) < local_batch_size:
       raise ValueError(
         f"The {len(indices)} training examples of this process are fewer than one local batch "
         f"({local_batch_size}); lower training.batch_size."
       )
+    batch_indices = EpochShuffledBatches(indices, local_batch_size, _process_seed(config.seed, 0))
     dataset = (
-      indices.shuffle(seed=_process_seed(config.seed, 0))
-      .repeat(None)
-      .batch(local_batch_size, drop_remainder=True)
+      grain.MapDataset.range(ENDLESS)
+      .map(batch_indices)
       .map(self.source.gather)
       .random_map(preprocess_fn(data, self.info, train=True), seed=_process_seed(config.seed, 1))
     )

@@ -8,13 +8,30 @@ from conftest import MNIST_DIR
 
 from genjax.config import apply_overrides, base_config
 from genjax.datasets import DataError, load_source, ring_modes
-from genjax.input_pipeline import TrainData, eval_batches
+from genjax.input_pipeline import EpochShuffledBatches, TrainData, eval_batches
 
 
 def mnist_config(tfds_dir, **overrides):
   config = base_config()
   apply_overrides(config, {"data.manual_dir": str(MNIST_DIR), "data.data_dir": str(tfds_dir), **overrides})
   return config
+
+
+def test_training_batches_visit_every_example_once_per_epoch_reshuffled_each_epoch():
+  """10 examples (the odd ones: a process's shard) in batches of 4: the endless stream is
+  epoch 0's permutation, then epoch 1's (a different one), ...; batch 2 spans both epochs, and a
+  fresh instance (a resumed run) gives the same batches in any order of requests."""
+  indices = np.arange(1, 20, 2)
+  batches = EpochShuffledBatches(indices, 4, seed=7)
+  stream = np.concatenate([batches(b) for b in range(10)])  # 40 positions: epochs 0-3
+  for epoch in range(4):
+    assert sorted(stream[10 * epoch: 10 * (epoch + 1)]) == list(indices)
+  assert not np.array_equal(stream[:10], stream[10:20])
+  assert not np.array_equal(stream[:10], indices)
+  resumed = EpochShuffledBatches(indices, 4, seed=7)
+  for b in (9, 2, 0, 5):
+    np.testing.assert_array_equal(resumed(b), stream[4 * b: 4 * (b + 1)])
+  assert not np.array_equal(EpochShuffledBatches(indices, 4, seed=8)(0), batches(0))
 
 
 def test_mnist_batches_are_binarized_shuffled_and_labelled(tfds_dir):
