@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from genjax import compilation_cache
 from genjax.datasets import dataset_info
-from genjax.input_pipeline import TrainData
+from genjax.families.text2img import TEXT_WIDTH
+from genjax.input_pipeline import TrainData, example_shape
 from genjax.trainer import Experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, path[:arg].", lock_config=True)
@@ -74,17 +75,24 @@ def peak_rss_mb() -> float:
 
 
 def synthetic_batch(family, batch_size: int, seed: int = 0) -> dict[str, jax.Array]:
-  """A batch with the family's example shape, value range and (binary) pixel statistics."""
+  """A batch with the family's example shape, value range and (binary) pixel statistics, and for
+  captioned data (text2img) random caption encodings."""
   config, info = family.config, family.info
   rng = np.random.default_rng(seed)
-  shape = (batch_size, *family.example_shape)
+  shape = (batch_size, *example_shape(config.data, info))  # the data's (text2img's family: latents)
   low, high = config.data.value_range
   if config.data.binarize != "none":
     x = (rng.random(shape) < 0.13).astype(np.float32)
   else:
     x = (low + (high - low) * rng.random(shape)).astype(np.float32)
   labels = rng.integers(0, max(info.num_classes, 1), batch_size).astype(np.int32)
-  return {"x": jnp.asarray(x), "label": jnp.asarray(labels)}
+  batch = {"x": jnp.asarray(x), "label": jnp.asarray(labels)}
+  if config.data.get("captions"):  # text2img: encoded captions of the batch (genjax.text.conditioning)
+    length = config.data.caption_length
+    batch.update(text_tokens=jnp.asarray(rng.normal(size=(batch_size, length, TEXT_WIDTH)), jnp.float16),
+                 text_mask=jnp.ones((batch_size, length), bool),
+                 text_pooled=jnp.asarray(rng.normal(size=(batch_size, TEXT_WIDTH)), jnp.float32))
+  return batch
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
