@@ -6,7 +6,10 @@ restart pays. With the cache on, XLA executables are written to a folder keyed b
 the devices and the JAX/XLA versions, and a later process with the same program loads them.
 
 The folder: `--compilation_cache=<dir>` (genjax.main), else $GENJAX_COMPILATION_CACHE, else
-~/.cache/genjax/jax_compilation; "none" turns the cache off. A `gs://` folder works too (JAX
+~/.cache/genjax/jax_compilation/<host CPU tag>; "none" turns the cache off. XLA:CPU compiles for
+the host's instruction set, so the default folder is split by CPU model and features
+(`host_cpu_tag`): a home directory shared by machines with different CPUs never hands one of them
+code built for the other. A folder you name is used as it is. A `gs://` folder works too (JAX
 reads and writes it through etils). Only compilations taking at least
 $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS (JAX's default: 1 s) are stored, so the folder holds
 the step functions, not every small op.
@@ -14,7 +17,9 @@ the step functions, not every small op.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import threading
 from dataclasses import dataclass
 
@@ -30,10 +35,24 @@ _CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 _CACHE_MISS_EVENT = "/jax/compilation_cache/cache_misses"
 
 
+def host_cpu_tag() -> str:
+  """12 hex digits naming this host's CPU: a hash of the machine type and /proc/cpuinfo's model
+  name and feature flags (of the first processor; the machine type alone where there is none)."""
+  described = platform.machine()
+  try:
+    with open("/proc/cpuinfo") as cpuinfo:
+      first = cpuinfo.read().split("\n\n", 1)[0]
+    described += "".join(line for line in first.splitlines()
+                         if line.startswith(("model name", "flags", "Features", "CPU part")))
+  except OSError:
+    pass
+  return hashlib.sha256(described.encode()).hexdigest()[:12]
+
+
 def resolve_cache_dir(flag_value: str | None = None) -> str | None:
-  """The cache folder: the flag's value, else $GENJAX_COMPILATION_CACHE, else DEFAULT_DIR
-  (user-expanded); None when the chosen value is "none"."""
-  value = flag_value or os.environ.get(ENV_VAR) or DEFAULT_DIR
+  """The cache folder: the flag's value, else $GENJAX_COMPILATION_CACHE, else
+  DEFAULT_DIR/<host_cpu_tag()> (user-expanded); None when the chosen value is "none"."""
+  value = flag_value or os.environ.get(ENV_VAR) or f"{DEFAULT_DIR}/{host_cpu_tag()}"
   if value.strip().lower() == DISABLED:
     return None
   return value if "://" in value else os.path.abspath(os.path.expanduser(value))

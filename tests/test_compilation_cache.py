@@ -14,7 +14,9 @@ STATS = re.compile(r"(\d+) XLA compilations took ([\d.]+) s; persistent compilat
 def test_the_cache_folder_comes_from_the_flag_then_the_environment_then_the_default(monkeypatch, tmp_path):
   monkeypatch.delenv(compilation_cache.ENV_VAR, raising=False)
   monkeypatch.setenv("HOME", str(tmp_path))
-  assert compilation_cache.resolve_cache_dir() == str(tmp_path / ".cache/genjax/jax_compilation")
+  tag = compilation_cache.host_cpu_tag()
+  assert len(tag) == 12 and tag == compilation_cache.host_cpu_tag()
+  assert compilation_cache.resolve_cache_dir() == str(tmp_path / ".cache/genjax/jax_compilation" / tag)
   monkeypatch.setenv(compilation_cache.ENV_VAR, str(tmp_path / "from_env"))
   assert compilation_cache.resolve_cache_dir() == str(tmp_path / "from_env")
   assert compilation_cache.resolve_cache_dir(str(tmp_path / "flag")) == str(tmp_path / "flag")
