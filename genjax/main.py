@@ -52,7 +52,7 @@ _OBJECTIVE = flags.DEFINE_string("objective", "", "--mode=dream: class:<0-9>, la
 _START = flags.DEFINE_string("start", "digit", "--mode=dream: digit, digit:<test index>, noise, or the path of your image.")
 _COMPILATION_CACHE = flags.DEFINE_string(
   "compilation_cache", None, "Folder of JAX's persistent compilation cache, so a restarted run does not compile "
-  f"again (default ${compilation_cache.ENV_VAR}, else {compilation_cache.DEFAULT_DIR}); 'none' turns it off.")
+  f"again (default ${compilation_cache.ENV_VAR}, else {compilation_cache.DEFAULT_DIR}/<host CPU tag>); 'none' turns it off.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process).")
