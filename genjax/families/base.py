@@ -40,6 +40,7 @@ from genjax import lora
 from genjax.datasets import DatasetInfo
 from genjax.input_pipeline import example_shape
 from genjax.optim import make_optimizer
+from genjax.precision import network_apply
 from genjax.train_state import TrainState, apply_updates, ema_decay_at
 
 Batch = dict[str, jax.Array]
@@ -60,6 +61,8 @@ class Family:
     self.mesh = mesh
     self.example_shape = example_shape(config.data, info)
     self.optimizer, self.learning_rates = self.make_optimizer()
+    # network_apply(module, variables, ...): module.apply in config.precision (genjax.precision)
+    self.apply_network = network_apply(config.precision)
 
   # --- required hooks ---------------------------------------------------------------------------
   @staticmethod

@@ -42,7 +42,6 @@ from genjax.evaluation.likelihood import eval_data_statement
 from genjax.families import FAMILIES
 from genjax.families.base import Family
 from genjax.models.diffusion import DIFFUSION_NETWORKS
-from genjax.precision import network_apply
 
 
 @FAMILIES.register("diffusion")
@@ -68,7 +67,6 @@ class DiffusionFamily(Family):
       )
     self._check_guidance()
     self.network = DIFFUSION_NETWORKS.get(config.model.network)(config.model, self.num_classes)
-    self.apply_network = network_apply(config.precision)
     lora.check_config(config.model)
     self.sampler = make_sampler(config.sampling.sampler, self.process, config.sampling)
     self._check_likelihood()

@@ -81,7 +81,6 @@ from genjax.gan.regularizers import gradient_penalty, orthogonal_regularization,
 from genjax.models.gan import GAN_NETWORKS
 from genjax.models.spectral_norm import SPECTRAL_COLLECTION
 from genjax.optim import make_optimizer
-from genjax.precision import network_apply
 from genjax.train_state import TrainState, apply_updates, ema_decay_at
 
 AUGMENTS = ("none", "diffaugment", "ada")  # model.augment
@@ -157,7 +156,6 @@ class GANFamily(Family):
     self.generator, self.discriminator = GAN_NETWORKS.get(model.network)(
       model, self.example_shape, self.num_classes, info.is_image
     )
-    self.apply_network = network_apply(config.precision)
     z = jax.ShapeDtypeStruct((1, model.latent_dim), jnp.float32)
     labels = jax.ShapeDtypeStruct((1,), jnp.int32) if self.num_classes else None
     g_variables = jax.eval_shape(self.generator.init, jax.random.key(0), z, labels)

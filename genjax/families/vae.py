@@ -29,7 +29,6 @@ from genjax.families import FAMILIES
 from genjax.families.base import Family
 from genjax.images import to_unit_range
 from genjax.models.vae import VAE_NETWORKS
-from genjax.precision import network_apply
 from genjax.vae import settings
 from genjax.vae.iwae import iwae_log_likelihood
 from genjax.vae.latent_scale import latent_scale
@@ -57,7 +56,6 @@ class VAEFamily(Family):
       model, self.example_shape, self.likelihood.params_per_channel
     )
     self.latent_shape = self.network.latent_shape  # one example's z
-    self.apply_network = network_apply(config.precision)
     low, high = config.data.value_range
     if model.likelihood != "gaussian" and (low, high) != (0.0, 1.0):
       raise ValueError(f"The {model.likelihood} likelihood needs data.value_range=(0., 1.), got {(low, high)}.")
