@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -68,6 +69,10 @@ _INPUT_SECONDS = flags.DEFINE_float("input_seconds", 3.0, "Seconds per timed win
 _COMPILATION_CACHE = flags.DEFINE_string(
   "compilation_cache", "none", "JAX persistent compilation cache folder ('none': compile cold).")
 _INCEPTION_BATCH = flags.DEFINE_integer("inception_batch", 32, "Images per Inception call.")
+_PROFILE = flags.DEFINE_integer(
+  "profile", 0, "Also trace this many calls of each timed function with jax.profiler and add a "
+  "row of the time per call by XLA operation (`profile_by_op`).")
+_PROFILE_TOP = flags.DEFINE_integer("profile_top", 25, "Operations listed in a --profile row.")
 
 
 def peak_rss_mb() -> float:
@@ -108,9 +113,12 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
   return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def time_compiled(compiled, args, repeats: int, warmup: int, carries_state: bool) -> list[float]:
-  """Seconds per call; call i (from 0) is the (warmup + i)-th. A train step donates its state, so
-  the returned state feeds the next call (and its step number advances)."""
+def time_compiled(
+  compiled, args, repeats: int, warmup: int, carries_state: bool
+) -> tuple[list[float], tuple]:
+  """Seconds per call, and the arguments for a next call; call i (from 0) is the (warmup + i)-th.
+  A train step donates its state, so the returned state feeds the next call (and its step number
+  advances)."""
   times = []
   for index in range(warmup + repeats):
     start = time.perf_counter()
@@ -120,7 +128,7 @@ def time_compiled(compiled, args, repeats: int, warmup: int, carries_state: bool
       times.append(time.perf_counter() - start)
     if carries_state:
       args = (out[0], *args[1:])
-  return times
+  return times, args
 
 
 def by_step_kind(times: list[float], first_step: int, family, images: int) -> dict:
@@ -161,6 +169,83 @@ def compiled_memory_mb(compiled) -> dict:
   return {f"{kind}_mb": size for kind, size in sizes.items()}
 
 
+_HLO_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+) (\w[\w-]*)\(")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
+_FUSED_OPS = ("convolution", "dot", "reduce", "reduce-window", "select-and-scatter", "scatter",
+              "gather", "sort", "rng-bit-generator", "transpose", "pad", "concatenate")
+
+
+def hlo_instructions(hlo_text: str) -> dict[str, dict]:
+  """name -> {opcode, shape, op_name (the jaxpr path of the layer it came from), ops (for a fusion:
+  the heavy operations inside it)} of every instruction in the optimised HLO text."""
+  computations: dict[str, list[str]] = {}
+  instructions: dict[str, dict] = {}
+  current = None
+  for line in hlo_text.splitlines():
+    if line and not line.startswith(" ") and "{" in line:
+      current = line.split()[0].lstrip("%") if not line.startswith("ENTRY") else "ENTRY"
+      computations[current] = []
+      continue
+    match = _HLO_INSTRUCTION.match(line)
+    if not match or current is None:
+      continue
+    name, shape, opcode = match.groups()
+    computations[current].append(opcode)
+    op_name = _OP_NAME.search(line)
+    called = re.search(r"calls=%([\w.\-]+)", line)
+    instructions[name] = {"opcode": opcode, "shape": shape,
+                          "op_name": op_name.group(1) if op_name else "",
+                          "calls": called.group(1) if called else None}
+  for info in instructions.values():
+    inner = computations.get(info.pop("calls") or "", [])
+    info["ops"] = sorted({op for op in inner if op in _FUSED_OPS})
+  return instructions
+
+
+def profile_by_op(compiled, args, calls: int, carries_state: bool, top: int) -> dict:
+  """Trace `calls` calls with jax.profiler and sum the XLA:CPU thunks' wall time by HLO
+  instruction (the events' hlo_op stat): per call, the `top` instructions with their share, shape,
+  the heavy ops inside a fusion and the layer they came from (metadata op_name), and the totals by
+  kind (convolution, dot, reduce, other fusions, copies...). Thunks on different threads may
+  overlap, so shares are of the summed thunk time."""
+  from jax.profiler import ProfileData
+
+  instructions = hlo_instructions(compiled.as_text())
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir):
+      time_compiled(compiled, args, calls, 0, carries_state)
+    (trace_file,) = Path(trace_dir).rglob("*.xplane.pb")
+    profile = ProfileData.from_file(str(trace_file))
+  seconds: dict[str, float] = {}
+  for plane in profile.planes:
+    for line in plane.lines:
+      for event in line.events:
+        op = dict(event.stats).get("hlo_op")
+        if op:
+          seconds[op] = seconds.get(op, 0.0) + event.duration_ns * 1e-9 / calls
+  total = sum(seconds.values())
+
+  def kind(name: str) -> str:
+    info = instructions.get(name, {})
+    heavy = info.get("ops") or ([info["opcode"]] if info.get("opcode") in _FUSED_OPS else [])
+    for op in ("convolution", "dot", "reduce-window", "select-and-scatter", "scatter", "reduce"):
+      if op in heavy:
+        return op
+    return info.get("opcode", "unknown") if info.get("opcode") != "fusion" else "elementwise fusion"
+
+  by_kind: dict[str, float] = {}
+  for name, value in seconds.items():
+    by_kind[kind(name)] = by_kind.get(kind(name), 0.0) + value
+  ranked = sorted(seconds.items(), key=lambda item: -item[1])[:top]
+  return {
+    "thunk_ms_per_call": 1e3 * total,
+    "by_kind_ms": {k: round(1e3 * v, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+    "top_ops": [{"op": name, "ms": round(1e3 * value, 3), "share": round(value / total, 4),
+                 **{k: v for k, v in instructions.get(name, {}).items() if v}}
+                for name, value in ranked],
+  }
+
+
 def measure(name, fn, args, images, config_name, params, batch, matmul, carries_state=False,
             donate=False, family=None) -> dict:
   """One row; with `family` (a train step), also its times by kind of step (`by_step_kind`)."""
@@ -170,10 +255,12 @@ def measure(name, fn, args, images, config_name, params, batch, matmul, carries_
   compile_s = time.perf_counter() - start
   cycle = family.train_step_cycle if family is not None else 1
   repeats = -(-_REPEATS.value // cycle) * cycle
-  times = time_compiled(compiled, args, repeats, _WARMUP.value, carries_state)
+  times, args = time_compiled(compiled, args, repeats, _WARMUP.value, carries_state)
   median = statistics.median(times)
   flops = flops_of(compiled)
   kinds = by_step_kind(times, _WARMUP.value, family, images) if cycle > 1 else {}
+  if _PROFILE.value:
+    kinds["profile"] = profile_by_op(compiled, args, _PROFILE.value, carries_state, _PROFILE_TOP.value)
   return {
     "config": config_name, "step": name, "params": params, "batch": batch,
     "images_per_s": images / median, "step_ms_median": 1e3 * median, "compile_s": compile_s,

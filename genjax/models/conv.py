@@ -1,35 +1,26 @@
-"""Every backend decision about convolutions: lax's own ops on GPU/TPU, matmuls on XLA:CPU.
+"""Convolutions as XLA:CPU runs them fastest, and lax's own ops on GPU/TPU.
 
-`uses_matmul_formulations()` makes the decision when a layer is traced: True on XLA:CPU
-(jax.default_backend() == "cpu"), whose convolution gradients run at a fraction of the machine's
-matmul rate; False on GPU and TPU, where cuDNN and the TPU compiler run lax's convolutions well.
-Nothing outside this module chooses a convolution formulation.
+The backend decision is genjax.backend.uses_matmul_formulations(), made when a layer is traced:
+True on XLA:CPU. There, `conv_general_dilated` (lax's signature and values) computes two kinds of
+NHWC convolution (no dilation, no groups) as matmuls, differentiable in forward and reverse mode
+to any order; everything else, stride-1 convolutions included, is lax's convolution:
 
-On CPU, `conv_general_dilated` (lax's signature and values) computes NHWC convolutions without
-dilation or groups in one of two ways whose kernel gradients are matmuls, differentiable in
-forward and reverse mode to any order:
-
-- stride 1 (`_conv`): lax's convolution with a custom JVP,
-    d conv(x, w) = conv(dx, w) + conv(x, dw),
-  whose part linear in the kernel tangent is written as the transpose of `kernel_gradient`, one
-  matmul per kernel tap,
-    dL/dw[i, j, c, o] = sum over b, p, q of x_pad[b, s p + i, s q + j, c] dL/dy[b, p, q, o],
-  accumulated over chunks of the batch inside `lax.scan`, so each chunk's operands stay in cache.
-  Reverse mode transposes the JVP: lax's input gradient, and kernel_gradient's matmuls (the
-  transpose of the transpose). Forward mode (jax.jvp, e.g. the probability-flow ODE's
-  divergence, which perturbs the input) is lax's convolution of dx; a kernel tangent costs the
-  per-tap matmuls.
 - stride > 1, kernel a multiple of the stride, and the kernel gradient itself differentiated
   (differentiated_twice, e.g. a gradient penalty or R1): im2col after a space-to-depth
   (`_im2col_conv`), one matmul of the stacked patches with w.reshape(kh kw C, O). The patches
   take kh kw / (sh sw) times the input's memory (4x for the 4x4 stride-2 convolutions of DCGAN).
   First-order gradients do not gain from it (lax's strided convolutions are faster there), so
   strided convolutions differentiated only once go to lax, as do all other strided ones.
+- `transposed_conv_4x4`, PyTorch's ConvTranspose2d(4, 2, 1): four matmuls and an overlap-add
+  (`_by_patch_matmul`), whose gradients are matmuls, pads and slices too, as XLA:CPU's gradient of
+  a transposed convolution is slow; elsewhere lax.conv_transpose.
+
+Stride-1 convolutions had a custom JVP whose kernel gradient was per-tap matmuls while XLA:CPU
+ran convolutions through YNNPACK; with genjax.backend's XLA flags (no YNNPACK fusions) lax's own
+stride-1 convolution and its gradients are faster than that (3x3 at 32x32x64, batch 64, forward
+and both gradients: 262 vs 338 ms) and on par with PyTorch (254 ms).
 
 `Conv` is flax's nn.Conv using `conv_general_dilated`; the parameters are unchanged.
-`transposed_conv_4x4` is PyTorch's ConvTranspose2d(4, 2, 1): on CPU four matmuls and an
-overlap-add (`_by_patch_matmul`), whose gradients are matmuls, pads and slices too, as XLA:CPU's
-gradient of a transposed convolution is slow; elsewhere lax.conv_transpose.
 """
 
 from __future__ import annotations
@@ -40,88 +31,10 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.custom_derivatives import SymbolicZero
+
+from genjax.backend import uses_matmul_formulations
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-_IMAGES_PER_CHUNK = 4  # measured fastest at 32x32x128 on a 2-core CPU (vs 1, 16 or the whole batch)
-
-
-def uses_matmul_formulations() -> bool:
-  """The backend decision, made when a layer is traced: matmul formulations on XLA:CPU only."""
-  return jax.default_backend() == "cpu"
-
-
-def _lax_conv(x, w, strides, pads):
-  return jax.lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _conv(x: jax.Array, w: jax.Array, strides: tuple[int, int], pads: tuple) -> jax.Array:
-  return _lax_conv(x, w, strides, pads)
-
-
-def _conv_jvp(strides, pads, primals, tangents):
-  """conv(x, w) and its tangent conv(dx, w) + conv(x, dw), leaving out symbolically zero terms."""
-  x, w = primals
-  dx, dw = tangents
-  terms = []
-  if type(dx) is not SymbolicZero:
-    terms.append(_conv(dx, w, strides, pads))
-  if type(dw) is not SymbolicZero:
-    terms.append(_kernel_tangent(x, dw, strides, pads))
-  return _conv(x, w, strides, pads), sum(terms[1:], start=terms[0])
-
-
-_conv.defjvp(_conv_jvp, symbolic_zeros=True)
-
-
-def _kernel_tangent(
-  x: jax.Array, dw: jax.Array, strides: tuple[int, int], pads: tuple
-) -> jax.Array:
-  """conv(x, dw), linear in dw, as the transpose of dw = kernel_gradient(x, dy): reverse mode
-  transposes it back into kernel_gradient's per-tap matmuls."""
-  output = jax.eval_shape(lambda: _lax_conv(x, dw, strides, pads))
-  transpose = jax.linear_transpose(
-    lambda dy: kernel_gradient(x, dy, dw.shape, strides, pads), output
-  )
-  (dy,) = transpose(dw)
-  return dy
-
-
-def kernel_gradient(
-  x: jax.Array, dy: jax.Array, kernel_shape: Sequence[int], strides: tuple[int, int], pads: tuple
-) -> jax.Array:
-  """dL/dw [kh, kw, C, O] of y = conv(x, w) from x [B, H, W, C] and dL/dy [B, P, Q, O]."""
-  kh, kw, channels, out_channels = kernel_shape
-  (sh, sw), ((top, bottom), (left, right)) = strides, pads
-  x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-  batch, out_h, out_w = dy.shape[:3]
-  chunk = _IMAGES_PER_CHUNK if batch % _IMAGES_PER_CHUNK == 0 else 1
-  # Chunk k holds images k, k + B/chunk, ...: with a batch sharded over devices every chunk is
-  # spread evenly over them.
-  x_chunks = jnp.moveaxis(x.reshape(chunk, batch // chunk, *x.shape[1:]), 1, 0)
-  dy_chunks = jnp.moveaxis(dy.reshape(chunk, batch // chunk, out_h * out_w, out_channels), 1, 0)
-
-  # Rematerialized, so that differentiating the transpose of this function (_kernel_tangent)
-  # keeps the windows inside the scan rather than storing kh kw shifted copies of x.
-  @functools.partial(jax.checkpoint, prevent_cse=False)
-  def chunk_taps(x_chunk, dy_chunk):
-    dy_rows = dy_chunk.reshape(-1, out_channels)
-    taps = []
-    for i in range(kh):
-      for j in range(kw):
-        window = x_chunk[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
-        taps.append(
-          jax.lax.dot_general(window.reshape(-1, channels), dy_rows, (((0,), (0,)), ((), ())))
-        )
-    return jnp.stack(taps)
-
-  def accumulate(total, chunk_inputs):
-    return total + chunk_taps(*chunk_inputs), None
-
-  zeros = jnp.zeros((kh * kw, channels, out_channels), jnp.result_type(x, dy))
-  total, _ = jax.lax.scan(accumulate, zeros, (x_chunks, dy_chunks))
-  return total.reshape(kh, kw, channels, out_channels)
 
 
 def conv_general_dilated(
@@ -139,14 +52,15 @@ def conv_general_dilated(
   *,
   differentiated_twice: bool = True,
 ) -> jax.Array:
-  """lax.conv_general_dilated's signature. With the matmul formulations (CPU), 2-D NHWC/HWIO
-  convolutions without dilation or groups get the fast kernel gradient (stride 1) or, when
-  differentiated_twice says their kernel gradient is differentiated again, im2col (strides
-  dividing the kernel); everything else goes to lax unchanged."""
-  strides_one = all(int(stride) == 1 for stride in window_strides)
+  """lax.conv_general_dilated's signature. With the matmul formulations (CPU), strided 2-D
+  NHWC/HWIO convolutions without dilation or groups whose kernel gradient is differentiated again
+  (differentiated_twice) are im2col (strides dividing the kernel); everything else goes to lax
+  unchanged."""
+  strided = any(int(stride) != 1 for stride in window_strides)
   plain = (
     uses_matmul_formulations()
-    and (strides_one or differentiated_twice)
+    and strided
+    and differentiated_twice
     and lhs.ndim == 4
     and all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
     and feature_group_count == 1
@@ -154,7 +68,7 @@ def conv_general_dilated(
     and precision is None
     and preferred_element_type is None
     and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape)
-    # stride 1, or im2col's space-to-depth: kernel [kh, kw, C, O] a multiple of the strides
+    # im2col's space-to-depth: kernel [kh, kw, C, O] a multiple of the strides
     and all(size % int(stride) == 0 for size, stride in zip(rhs.shape[:2], window_strides))
   )
   if not plain:
@@ -165,10 +79,7 @@ def conv_general_dilated(
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   pads = tuple((int(low), int(high)) for low, high in padding)
-  strides = tuple(int(s) for s in window_strides)
-  if strides_one:
-    return _conv(lhs, rhs, strides, pads)
-  return _im2col_conv(lhs, rhs, strides, pads)
+  return _im2col_conv(lhs, rhs, tuple(int(s) for s in window_strides), pads)
 
 
 def _im2col_conv(x: jax.Array, w: jax.Array, strides: tuple[int, int], pads: tuple) -> jax.Array:

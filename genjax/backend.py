@@ -1,0 +1,51 @@
+"""Every choice genjax makes for one backend only: XLA:CPU's flags and its convolution formulations.
+
+GPU and TPU keep XLA's own ops and default flags: the flags below are XLA:CPU's (`xla_cpu_*`,
+read by the CPU backend alone), and `uses_matmul_formulations` is False off the CPU.
+
+XLA:CPU flags (`XLA_CPU_FLAGS`), set when genjax is imported (`configure_xla_flags`):
+- `--xla_cpu_experimental_ynn_fusion_type=` (empty: no YNNPACK fusions). jaxlib 0.10 hands dots,
+  convolutions and reductions to YNNPACK by default; on the project's 2-core AMD EPYC that made a
+  3x3 convolution at 32x32x64, batch 64, 2.1x slower forward than PyTorch and its kernel gradient
+  12x slower, and a GroupNorm forward 7x slower, where XLA's own (Eigen) convolutions and
+  reductions are on par with PyTorch. The `ddpm_mnist` train step took 22.4 s with YNNPACK and
+  14.6 s without it (and lax's stride-1 convolutions); the README's Speed section has the
+  commands (`scripts/benchmark.py --profile` times a step by XLA operation).
+A flag the user already gives in XLA_FLAGS wins over genjax's value of it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from absl import logging
+
+XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
+
+
+def configure_xla_flags(environ=os.environ) -> tuple[str, ...]:
+  """Add each of XLA_CPU_FLAGS that XLA_FLAGS does not already set (by name) to XLA_FLAGS, and
+  return the added ones. XLA reads XLA_FLAGS when the first backend starts, so this must run
+  before any JAX computation; afterwards it warns and changes nothing."""
+  given = environ.get("XLA_FLAGS", "").split()
+  given_names = {flag.split("=", 1)[0] for flag in given}
+  added = tuple(flag for flag in XLA_CPU_FLAGS if flag.split("=", 1)[0] not in given_names)
+  if not added:
+    return ()
+  from jax._src import xla_bridge  # no public API says whether a backend has started
+
+  if xla_bridge.backends_are_initialized():
+    logging.warning(
+      "genjax was imported after JAX started its backend, so XLA:CPU runs without %s (slower "
+      "convolutions and reductions on CPU). Import genjax before running any JAX computation, or "
+      "put the flags in XLA_FLAGS yourself.", " ".join(added))
+    return ()
+  environ["XLA_FLAGS"] = " ".join([*given, *added])
+  return added
+
+
+def uses_matmul_formulations() -> bool:
+  """genjax.models.conv's decision, made when a layer is traced: its matmul formulations of strided
+  and transposed convolutions on XLA:CPU (jax.default_backend() == "cpu") only."""
+  return jax.default_backend() == "cpu"

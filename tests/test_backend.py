@@ -1,0 +1,52 @@
+"""genjax.backend: importing genjax sets XLA:CPU's flags before JAX starts, keeps the user's own
+value of a flag, and the compiled CPU programs then hold no YNNPACK fusion."""
+
+import json
+import subprocess
+import sys
+
+from genjax import backend
+
+PROBE = """
+import json, os, genjax, jax, jax.numpy as jnp
+x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
+conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+  x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+dense = jax.jit(lambda a: jnp.tanh(a @ a)).lower(jnp.ones((64, 64)))
+hlo = conv.lower(x, w).compile().as_text() + dense.compile().as_text()
+print(json.dumps({"xla_flags": os.environ["XLA_FLAGS"], "ynn": "ynn" in hlo,
+                  "devices": jax.device_count()}))
+"""
+
+
+def _probe(xla_flags: str | None) -> dict:
+  env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
+  if xla_flags is not None:
+    env["XLA_FLAGS"] = xla_flags
+  result = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
+                          check=True)
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_importing_genjax_turns_ynnpack_fusions_off_and_keeps_other_flags():
+  probe = _probe("--xla_force_host_platform_device_count=2")
+  assert probe["xla_flags"].split() == ["--xla_force_host_platform_device_count=2",
+                                        *backend.XLA_CPU_FLAGS]
+  assert probe["devices"] == 2
+  assert not probe["ynn"]
+
+
+def test_a_users_own_value_of_a_flag_wins():
+  probe = _probe("--xla_cpu_experimental_ynn_fusion_type=dot")
+  assert probe["xla_flags"] == "--xla_cpu_experimental_ynn_fusion_type=dot"
+  assert probe["ynn"]  # the user's YNNPACK dot fusion is compiled
+
+
+def test_too_late_a_call_changes_nothing_and_says_so(caplog):
+  import jax.numpy as jnp
+
+  jnp.ones(2).block_until_ready()  # the backend has started
+  environ = {"XLA_FLAGS": ""}
+  assert backend.configure_xla_flags(environ) == ()
+  assert environ == {"XLA_FLAGS": ""}
+  assert "imported after JAX started its backend" in caplog.text
