@@ -272,48 +272,6 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(load, tmp_pa
     trainer.train_and_evaluate(config, tmp_path)
 
 
-@pytest.mark.slow
-def test_ode_bits_per_dim_through_a_unet_equals_lax_convolutions(load, monkeypatch):
-  """eval.likelihood='ode' through a UNet (the tiny vpsde_mnist config cut to one resolution,
-  4 Euler steps so that one copy of the network compiles): the probability-flow ODE's Hutchinson
-  divergence takes jax.jvp through every convolution, which genjax.models.conv routes through its
-  custom JVP on CPU. On 2 synthetic images with random weights everywhere (the UNet's
-  zero-initialized output convolutions would hide the network), bits/dim are finite and equal,
-  to 1e-4 bits/dim, the same computation with flax's plain nn.Conv (lax's convolution) in the
-  UNet."""
-  import flax.linen as nn
-
-  from genjax.models import unet
-
-  overrides = {
-    "model.channel_mult": (1,),
-    "eval.ode_solver": "euler",
-    "eval.adaptive": False,
-    "eval.num_steps": 4,
-  }
-  config = load("vpsde_mnist.py:tiny", **overrides)
-  family = make_family(config)
-  levels = jax.random.randint(jax.random.key(0), (2, 32, 32, 1), 0, 256)
-  batch = {"x": levels.astype(jnp.float32) / 127.5 - 1.0}
-  params, model_state = family.init(jax.random.key(1), batch)
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(2), len(leaves))
-  params = jax.tree.unflatten(
-    treedef, [leaf + 0.1 * jax.random.normal(key, leaf.shape) for leaf, key in zip(leaves, keys)]
-  )
-
-  def bits_per_dim():
-    # A new function each time, so the second call traces the patched UNet afresh.
-    metrics = jax.jit(lambda p: family.eval_metrics(p, model_state, batch, jax.random.key(3)))
-    return np.asarray(metrics(params)["bpd_ode"])
-
-  bpd = bits_per_dim()
-  monkeypatch.setattr(unet, "Conv", nn.Conv)
-  lax_bpd = bits_per_dim()
-  assert bpd.shape == (2,) and np.all(np.isfinite(bpd)), bpd
-  np.testing.assert_allclose(bpd, lax_bpd, rtol=0, atol=1e-4)
-
-
 def test_the_family_states_units_and_protocol_of_its_likelihoods(load):
   bound = make_family(load("ddpm_mnist.py:tiny")).metric_conventions()
   assert set(bound) == {"bpd_vlb", "bpd_vlb_prior", "bpd_vlb_decoder"}
