@@ -15,7 +15,8 @@ work differs by step (StyleGAN2's lazy regularisation), --repeats is rounded up 
 and the row adds the median ms of each kind of step and images/s over the whole cycles.
 Functions: the train step, plus the family's benchmark_functions (e.g. each sampler). With
 --torch, an equivalent PyTorch implementation (scripts/torch_reference.py) is timed in the same
-run and the ratio reported.
+run and the ratio reported; for a sampler with a reference (DDIM on ddpm_mnist: the same UNet in
+torch with diffusers' DDIMScheduler) the sampler row also gets ms_per_step and the ratio per step.
 The data pipeline is excluded from those: the batch is synthetic with the config's shape and value
 range. --input_pipeline times the config's real training input (genjax.input_pipeline.TrainData:
 grain reading, batching, preprocessing) alone and adds a row with its images/s and, with the train
@@ -299,6 +300,34 @@ def input_pipeline_row(config, config_name: str, windows: int = 5) -> dict:
           "peak_rss_mb": peak_rss_mb()}
 
 
+def torch_rows(config, config_name: str, rows: list[dict]) -> list[dict]:
+  """The PyTorch references (scripts/torch_reference.py) of the measured genjax rows: the train
+  step's (genjax_speedup = genjax images/s / torch's) and a sampler's (diffusers' scheduler;
+  genjax_speedup per sampling step), each only where its genjax row was measured."""
+  import torch_reference
+
+  stem, measured = Path(config_name).stem, {row["step"]: row for row in rows}
+  found = []
+  reference = torch_reference.REFERENCES.get(stem)
+  if reference is not None and "train_step" in measured:
+    row = reference(config, _REPEATS.value, _WARMUP.value)
+    row.update(config=config_name, peak_rss_mb=peak_rss_mb(),
+               genjax_speedup=measured["train_step"]["images_per_s"] / row["images_per_s"])
+    found.append(row)
+  sampler, sampling_reference = torch_reference.SAMPLING_REFERENCES.get(stem, (None, None))
+  sampling = next((row for step, row in measured.items() if step.startswith(f"sample_{sampler}_nfe")),
+                  None)
+  if sampling is not None:
+    row = sampling_reference(config, _REPEATS.value, _WARMUP.value)
+    sampling["ms_per_step"] = sampling["step_ms_median"] / config.sampling.num_steps
+    row.update(config=config_name, peak_rss_mb=peak_rss_mb(),
+               genjax_speedup=row["ms_per_step"] / sampling["ms_per_step"])
+    found.append(row)
+  if not found:
+    found.append({"config": config_name, "torch": "no reference for the measured functions"})
+  return found
+
+
 def main(argv):
   del argv
   compilation_cache.enable(compilation_cache.resolve_cache_dir(_COMPILATION_CACHE.value))
@@ -342,17 +371,7 @@ def main(argv):
       if not only or name in only:
         rows.append(measure(name, fn, args, images, config_name, num_params, batch_size, matmul))
     if _TORCH.value:
-      import torch_reference
-
-      reference = torch_reference.REFERENCES.get(Path(config_name).stem)
-      if reference is None:
-        print(json.dumps({"config": config_name, "torch": "no reference implementation"}))
-      else:
-        torch_row = reference(config, _REPEATS.value, _WARMUP.value)
-        torch_row.update(config=config_name, peak_rss_mb=peak_rss_mb())
-        train = next(r for r in rows if r["step"] == "train_step")
-        torch_row["genjax_speedup"] = train["images_per_s"] / torch_row["images_per_s"]
-        rows.append(torch_row)
+      rows.extend(torch_rows(config, config_name, rows))
     experiment.checkpointer.close()
   if _INPUT_PIPELINE.value:
     row = input_pipeline_row(config, config_name)

@@ -14,6 +14,9 @@ References, keyed by config file stem (REFERENCES):
                  EMA of G after the G update. Losses and the WGAN-GP gradient penalty as genjax.
   ddpm_mnist     epsilon loss at uniform random DDPM timesteps, Adam with linear warmup,
                  global-norm gradient clipping, EMA.
+Sampling references (SAMPLING_REFERENCES, needs `pip install diffusers`):
+  ddpm_mnist     DDIM with diffusers' DDIMScheduler (`ddim_sampling`), against genjax's
+                 sample_ddim_nfe<N> row.
 """
 
 from __future__ import annotations
@@ -294,5 +297,45 @@ def ddpm(config, repeats: int, warmup: int, use_compile: bool = True) -> dict:
   return _timed_row(make_step, batch_size, repeats, warmup, use_compile, _param_counts(networks))
 
 
+def ddim_sampling(config, repeats: int, warmup: int) -> dict:
+  """DDIM sampling as diffusers does it: the config's UNet (eval mode, torch.inference_mode) and
+  diffusers' DDIMScheduler (the config's linear betas, sampling.num_steps steps, x_0 clipped to
+  [-1, 1], eta = sampling.eta) from Gaussian noise, training.batch_size images (the batch of
+  benchmark.py's sampler rows); one timed call is
+  the whole loop, and the row reports it per step (one UNet evaluation plus the update), as
+  benchmark.py reports genjax's sample_ddim_nfe<N> row."""
+  import diffusers
+  import torch
+  from torch_networks import build_networks
+
+  diffusion, sampling = config.diffusion, config.sampling
+  if (diffusion.process, diffusion.objective, diffusion.beta_schedule) != ("ddpm", "eps", "linear"):
+    raise ValueError("The DDIM sampling reference implements process 'ddpm', objective 'eps' and "
+                     "beta_schedule 'linear'.")
+  torch.manual_seed(0)
+  shape = _example_shape(config)
+  network = build_networks(config, shape)["model"].eval()
+  scheduler = diffusers.DDIMScheduler(
+    num_train_timesteps=diffusion.num_timesteps, beta_start=diffusion.beta_start,
+    beta_end=diffusion.beta_end, beta_schedule="linear", clip_sample=True)
+  scheduler.set_timesteps(sampling.num_steps)
+  batch = config.training.batch_size
+
+  def sample():
+    with torch.inference_mode():
+      x = torch.randn(batch, shape[-1], *shape[:-1])
+      for t in scheduler.timesteps:
+        eps = network(x, t.float().expand(batch))
+        x = scheduler.step(eps, t, x, eta=sampling.eta).prev_sample
+    return x
+
+  seconds = statistics.median(_time_steps(sample, repeats, warmup))
+  return {"step": f"torch_diffusers_ddim_nfe{sampling.num_steps}", "batch": batch,
+          "images_per_s": batch / seconds, "step_ms_median": 1e3 * seconds,
+          "ms_per_step": 1e3 * seconds / sampling.num_steps, "torch_version": torch.__version__,
+          "diffusers_version": diffusers.__version__, "torch_threads": torch.get_num_threads()}
+
+
 REFERENCES = {"vae_mnist": vae_mnist, "dcgan_mnist": gan, "wgan_gp_mnist": gan,
               "ddpm_mnist": ddpm}
+SAMPLING_REFERENCES = {"ddpm_mnist": ("ddim", ddim_sampling)}  # config stem: (sampler, reference)
