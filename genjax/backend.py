@@ -6,11 +6,13 @@ read by the CPU backend alone), and `uses_matmul_formulations` is False off the 
 XLA:CPU flags (`XLA_CPU_FLAGS`), set when genjax is imported (`configure_xla_flags`):
 - `--xla_cpu_experimental_ynn_fusion_type=` (empty: no YNNPACK fusions). jaxlib 0.10 hands dots,
   convolutions and reductions to YNNPACK by default; on the project's 2-core AMD EPYC that made a
-  3x3 convolution at 32x32x64, batch 64, 2.1x slower forward than PyTorch and its kernel gradient
-  12x slower, and a GroupNorm forward 7x slower, where XLA's own (Eigen) convolutions and
-  reductions are on par with PyTorch. The `ddpm_mnist` train step took 22.4 s with YNNPACK and
-  14.6 s without it (and lax's stride-1 convolutions); the README's Speed section has the
-  commands (`scripts/benchmark.py --profile` times a step by XLA operation).
+  3x3 convolution at 32x32x64, batch 64, 2x slower forward than PyTorch and lax's kernel gradient
+  12x slower, and a GroupNorm forward 7x slower than without YNNPACK, where XLA's own (Eigen)
+  convolutions are on par with PyTorch. The `ddpm_mnist` train step took 22.4 s with YNNPACK and
+  14.6 s without it (and lax's stride-1 convolutions), FID Inception features 2.9 vs 5.2 images/s;
+  the small MNIST classifier's features were the exception (4,141 vs 2,184 images/s, one
+  contended run each). The README's Speed section has the commands (`scripts/benchmark.py
+  --profile` times a step by XLA operation).
 A flag the user already gives in XLA_FLAGS wins over genjax's value of it.
 """
 
