@@ -208,7 +208,9 @@ def profile_by_op(compiled, args, calls: int, carries_state: bool, top: int) -> 
   instruction (the events' hlo_op stat): per call, the `top` instructions with their share, shape,
   the heavy ops inside a fusion and the layer they came from (metadata op_name), and the totals by
   kind (convolution, dot, reduce, other fusions, copies...). Thunks on different threads may
-  overlap, so shares are of the summed thunk time."""
+  overlap, so shares are of the summed thunk time. Work that a thunk hands to Eigen's thread pool
+  (XLA:CPU's convolutions, and many dots, without YNNPACK) is not attributed to it: compare
+  thunk_ms_per_call with the step's wall time to see how much is missing."""
   from jax.profiler import ProfileData
 
   instructions = hlo_instructions(compiled.as_text())
@@ -236,7 +238,8 @@ def profile_by_op(compiled, args, calls: int, carries_state: bool, top: int) -> 
 
   by_kind: dict[str, float] = {}
   for name, value in seconds.items():
-    by_kind[kind(name)] = by_kind.get(kind(name), 0.0) + value
+    op_kind = kind(name)
+    by_kind[op_kind] = by_kind.get(op_kind, 0.0) + value
   ranked = sorted(seconds.items(), key=lambda item: -item[1])[:top]
   return {
     "thunk_ms_per_call": 1e3 * total,
