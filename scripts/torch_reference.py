@@ -301,9 +301,8 @@ def ddim_sampling(config, repeats: int, warmup: int) -> dict:
   """DDIM sampling as diffusers does it: the config's UNet (eval mode, torch.inference_mode) and
   diffusers' DDIMScheduler (the config's linear betas, sampling.num_steps steps, x_0 clipped to
   [-1, 1], eta = sampling.eta) from Gaussian noise, training.batch_size images (the batch of
-  benchmark.py's sampler rows); one timed call is
-  the whole loop, and the row reports it per step (one UNet evaluation plus the update), as
-  benchmark.py reports genjax's sample_ddim_nfe<N> row."""
+  benchmark.py's sampler rows); one timed call is the whole loop, and the row reports it per step
+  (one UNet evaluation plus the update), as benchmark.py reports genjax's sample_ddim_nfe<N> row."""
   import diffusers
   import torch
   from torch_networks import build_networks
