@@ -16,9 +16,12 @@ import concurrent.futures
 import dataclasses
 import functools
 import gzip
+import hashlib
 import itertools
 import os
+import re
 import time
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -261,8 +264,47 @@ def _load_tfds_cached(
   data_source = builder.as_data_source(split=split)
   if not in_memory:
     return TfdsSource(data_source, info)
-  records = data_source.__getitems__(list(range(len(data_source))))
-  return ArraySource(_stack_records(records, info.shape[0]), info)
+  return ArraySource(_decoded_split(builder, split, data_source, info.shape[0]), info)
+
+
+DECODED_FOLDER = "genjax_decoded"  # in the builder's versioned folder, beside the prepared files
+
+
+def _decoded_split(builder, split: str, data_source, size: int) -> dict[str, np.ndarray]:
+  """Every record of `split` decoded ({"x": [N, size, size, C] uint8, "label": [N]}), read from
+  <builder.data_dir>/genjax_decoded/ when an earlier process left it there.
+
+  Decoding is PIL per image (about 17 s for MNIST's 60,000 on one CPU core), which every new
+  process (each command, notebook kernel or host) would otherwise pay; reading the stored arrays
+  takes milliseconds. The file is written once, atomically (a temporary name, then a rename), and
+  only into a local folder: a remote data_dir (gs://) is left untouched. One that does not read back
+  with N records (truncated, or from other prepared files) is decoded again and replaced."""
+  folder = Path(builder.data_dir) / DECODED_FOLDER
+  local = "://" not in str(builder.data_dir)
+  tag = re.sub(r"[^\w.-]", "_", split)
+  path = folder / f"{tag}-{hashlib.sha256(split.encode()).hexdigest()[:8]}-{size}px.npz"
+  if local and path.is_file():
+    try:
+      with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+      if arrays and all(len(value) == len(data_source) for value in arrays.values()):
+        return arrays
+      logging.warning("%s does not hold the %d records of %r; decoding them again.", path,
+                      len(data_source), split)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+      logging.warning("%s does not read (%s); decoding %r again.", path, error, split)
+  arrays = _stack_records(data_source.__getitems__(list(range(len(data_source)))), size)
+  if local:
+    temporary = folder / f".{path.name}.{os.getpid()}.tmp"
+    try:
+      folder.mkdir(exist_ok=True)
+      with open(temporary, "wb") as file:
+        np.savez(file, **arrays)
+      os.replace(temporary, path)
+    except OSError as error:  # a read-only data folder: decode in every process
+      temporary.unlink(missing_ok=True)
+      logging.info("Not storing the decoded %r in %s: %s", split, folder, error)
+  return arrays
 
 
 def _prepare_once(builder, name: str, data_dir: str | None, manual_dir: str):

@@ -162,3 +162,35 @@ def test_subset_complement_is_the_rest_of_the_training_split(tfds_dir):
   flat = lambda x: {row.tobytes() for row in x.reshape(len(x), -1)}
   assert flat(few.arrays["x"]) | flat(many.arrays["x"]) == flat(everything)
   assert len(flat(few.arrays["x"]) & flat(many.arrays["x"])) <= 5  # MNIST repeats a few digits
+
+
+def test_decoded_split_is_stored_once_and_a_bad_file_is_decoded_again(tfds_dir, caplog, monkeypatch):
+  """The first process decodes MNIST's test split and stores it beside the prepared files; a new
+  process (here: the in-process cache cleared) reads the same arrays back without decoding; a
+  truncated file is decoded again and replaced."""
+  from genjax import datasets
+
+  data = mnist_config(tfds_dir).data
+  datasets._load_tfds_cached.cache_clear()
+  first = load_source(data, "test", seed=0).arrays
+  stored = list((tfds_dir / "mnist").glob(f"*/{datasets.DECODED_FOLDER}/test-*-28px.npz"))
+  assert len(stored) == 1 and first["x"].shape == (10_000, 28, 28, 1)
+  datasets._load_tfds_cached.cache_clear()
+  stored[0].write_bytes(stored[0].read_bytes()[:1000])
+  with caplog.at_level("WARNING"):
+    again = load_source(data, "test", seed=0).arrays
+  assert "does not read" in caplog.text and "decoding 'test' again" in caplog.text
+  datasets._load_tfds_cached.cache_clear()
+  caplog.clear()
+
+  def no_decoding(*_):
+    raise AssertionError("decoded although the stored arrays were there")
+
+  monkeypatch.setattr(datasets, "_stack_records", no_decoding)
+  with caplog.at_level("WARNING"):
+    read = load_source(data, "test", seed=0).arrays
+  assert caplog.text == ""  # the replaced file reads back
+  for arrays in (again, read):
+    assert arrays.keys() == first.keys()
+    assert all(np.array_equal(arrays[key], first[key]) for key in first)
+  datasets._load_tfds_cached.cache_clear()
