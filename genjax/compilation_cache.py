@@ -9,7 +9,9 @@ The folder: `--compilation_cache=<dir>` (genjax.main), else $GENJAX_COMPILATION_
 ~/.cache/genjax/jax_compilation/<host CPU tag>; "none" turns the cache off. XLA:CPU compiles for
 the host's instruction set, so the default folder is split by CPU model and features
 (`host_cpu_tag`): a home directory shared by machines with different CPUs never hands one of them
-code built for the other. A folder you name is used as it is. A `gs://` folder works too (JAX
+code built for the other. A folder you name is used as it is. Python callers (a notebook calling
+`trainer.train_and_evaluate`) get the same default when their first `Experiment` is built, unless
+they set jax_compilation_cache_dir themselves. A `gs://` folder works too (JAX
 reads and writes it through etils). Only compilations taking at least
 $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS (JAX's default: 1 s) are stored, so the folder holds
 the step functions, not every small op.
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 import jax
 from jax import monitoring
+from jax.experimental.compilation_cache import compilation_cache as jax_compilation_cache
 
 DEFAULT_DIR = "~/.cache/genjax/jax_compilation"
 ENV_VAR = "GENJAX_COMPILATION_CACHE"
@@ -58,13 +61,28 @@ def resolve_cache_dir(flag_value: str | None = None) -> str | None:
   return value if "://" in value else os.path.abspath(os.path.expanduser(value))
 
 
+_chosen = False  # whether this process has called `enable` (with a folder or with None)
+
+
 def enable(directory: str | None) -> None:
-  """Turns the persistent cache on in `directory` (None: leaves it off). Call before the first
-  compilation of the process; counting (`compile_stats`) starts here too."""
+  """Turns the persistent cache on in `directory` (None: leaves it off); counting
+  (`compile_stats`) starts here too. Programs compiled before the call are not stored."""
+  global _chosen
+  _chosen = True
   _CompileStats.get()
-  if directory is None:
+  if directory is None or jax.config.jax_compilation_cache_dir == directory:
     return
   jax.config.update("jax_compilation_cache_dir", directory)
+  # JAX decides at its first compilation whether the cache is used: let it decide again.
+  jax_compilation_cache.reset_cache()
+
+
+def enable_default() -> None:
+  """`enable(resolve_cache_dir())` unless this process already chose (the command line's
+  --compilation_cache, an earlier call) or set jax_compilation_cache_dir itself: Python and
+  notebook users, who call the trainer directly, get the restarts the command line gets."""
+  if not _chosen and jax.config.jax_compilation_cache_dir is None:
+    enable(resolve_cache_dir())
 
 
 @dataclass

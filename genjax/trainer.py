@@ -30,7 +30,7 @@ from clu import parameter_overview, periodic_actions
 from etils import epath
 
 import genjax
-from genjax import finetune, images, lora, parallel
+from genjax import compilation_cache, finetune, images, lora, parallel
 from genjax.checkpoint import Checkpointer
 from genjax.config import check_renamed_keys
 from genjax.datasets import DatasetInfo, dataset_info, load_images
@@ -65,6 +65,7 @@ class Experiment:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: epath.PathLike, info: DatasetInfo,
                read_only: bool = False):
+    compilation_cache.enable_default()
     self.config = config
     self.workdir = as_path(workdir)
     self.info = info

@@ -20,8 +20,11 @@ def execute(name: str, parameters: dict[str, str], data_env, timeout: int):
     "OVERRIDES": f'{{"data.data_dir": {json.dumps(data_env["TFDS_DATA_DIR"])}}}',
   }
   cell.source += "\n" + "".join(f"{key} = {value}\n" for key, value in parameters.items())
-  NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                 resources={"metadata": {"path": str(REPO / "colab")}}).execute()
+  with pytest.MonkeyPatch.context() as patch:  # the kernel shares the session's compilations
+    for key in ("GENJAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+      patch.setenv(key, data_env[key])
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "colab")}}).execute()
   outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
   text = "".join(o.get("text", "") for o in outputs)
   return text, [o for o in outputs if "image/png" in o.get("data", {})]
