@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
-from conftest import run_cli
+import pytest
+from conftest import REPO, run_cli
 
 from genjax import compilation_cache
 
@@ -47,3 +51,33 @@ def test_a_second_run_loads_every_compilation_from_the_cache(tmp_path, data_env)
   assert (hits_again, misses_again) == (misses, 0)
   assert files[1] == files[0]
   assert compiled_again == compiled
+
+
+PROBE = """
+import os, sys
+import jax, jax.numpy as jnp
+from genjax import compilation_cache
+if sys.argv[1] == "user":
+  jax.config.update("jax_compilation_cache_dir", os.environ["USER_CACHE"])
+jax.jit(jnp.sin)(1.0)  # a compilation before the trainer is called (a notebook's earlier cell)
+compilation_cache.enable_default()
+compilation_cache.enable_default()  # a second Experiment changes nothing
+jax.jit(lambda x: jnp.cos(x) * 3)(2.0)
+print(compilation_cache.compile_stats().cache_misses)
+"""
+
+
+@pytest.mark.parametrize("case", ["default", "none", "user"])
+def test_python_callers_get_the_default_cache_unless_they_chose(tmp_path, case):
+  """enable_default (what Experiment() calls) turns the cache on even after a first compilation,
+  in $GENJAX_COMPILATION_CACHE; `none` keeps it off; a folder the process set itself is kept."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             GENJAX_COMPILATION_CACHE="none" if case == "none" else str(tmp_path / "genjax_cache"),
+             USER_CACHE=str(tmp_path / "user_cache"), PYTHONPATH=str(REPO))
+  done = subprocess.run([sys.executable, "-c", PROBE, case], env=env, capture_output=True, text=True,
+                        timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  written = {folder.name: len(list(folder.iterdir())) for folder in tmp_path.iterdir()}
+  expected = {"default": {"genjax_cache"}, "none": set(), "user": {"user_cache"}}[case]
+  assert set(written) == expected and all(count > 0 for count in written.values())
+  assert int(done.stdout.split()[-1]) == (1 if case == "default" else 0)  # counted from enable
