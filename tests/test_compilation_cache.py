@@ -74,7 +74,7 @@ def test_python_callers_get_the_default_cache_unless_they_chose(tmp_path, case):
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              GENJAX_COMPILATION_CACHE="none" if case == "none" else str(tmp_path / "genjax_cache"),
              USER_CACHE=str(tmp_path / "user_cache"), PYTHONPATH=str(REPO))
-  done = subprocess.run([sys.executable, "-c", PROBE, case], env=env, capture_output=True, text=True,
+  done = subprocess.run([sys.executable, "-c", PROBE, case], env=env, capture_output=True, text=True, check=False,
                         timeout=120)
   assert done.returncode == 0, done.stderr[-2000:]
   written = {folder.name: len(list(folder.iterdir())) for folder in tmp_path.iterdir()}
