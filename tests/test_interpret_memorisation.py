@@ -95,15 +95,24 @@ def test_memorisation_tool_refuses_points(load, tmp_path):
 
 
 @pytest.mark.slow  # decodes and embeds all 60,000 training digits (~45 s; + ~40 s to prepare MNIST)
-def test_memorisation_tool_on_an_untrained_vae(load, tmp_path):
+def test_memorisation_tool_on_an_untrained_vae(load, tmp_path, monkeypatch):
+  """The tool's figure and numbers; a second run reads the training features the first stored
+  (no feature of a training image computed again) and reports the same numbers."""
   from genjax.datasets import dataset_info
 
-  config = load("vae_mnist.py:tiny")
-  experiment = trainer.Experiment(config, tmp_path, dataset_info(config.data))
+  config = load("vae_mnist.py:tiny", **{"eval.reference_dir": str(tmp_path / "reference")})
+  experiment = trainer.Experiment(config, tmp_path / "run", dataset_info(config.data))
   try:
     result = TOOLS.get("memorisation").run(experiment, experiment.init_state(), jax.random.key(0))
+    stored = list((tmp_path / "reference").glob("memorisation_mnist_train_*.npy"))
+    assert len(stored) == 1 and np.load(stored[0]).shape == (60_000, 128)
+    computed = M._features
+    monkeypatch.setattr(M, "_features", lambda e, digits: (
+      computed(e, digits) if len(digits) < 60_000 else pytest.fail("training features again")))
+    again = TOOLS.get("memorisation").run(experiment, experiment.init_state(), jax.random.key(0))
   finally:
     experiment.checkpointer.close()
+  assert again.summary == result.summary
   figure = result.figures["nearest_training_images"]
   figure.savefig(io.BytesIO(), format="png")
   assert len(figure.axes) == M.SHOWN * (1 + 2 * M.SHOWN_NEIGHBOURS)

@@ -79,11 +79,11 @@ def reference_protocol(
     "pixels": CANONICAL_PIXELS,
     "feature_samples": eval_config.feature_samples,
     "extractor": extractor.describe(),
-    **_selection(data, eval_config.reference_split),
+    **example_selection(data, eval_config.reference_split),
   }
 
 
-def _selection(data: ml_collections.ConfigDict, split: str) -> dict[str, Any]:
+def example_selection(data: ml_collections.ConfigDict, split: str) -> dict[str, Any]:
   """The example selection of genjax.datasets.select_examples that applies to `split` (absent when
   none does, so the protocol of whole splits is unchanged)."""
   selection: dict[str, Any] = {}
@@ -231,7 +231,7 @@ def get_reference(
   split = eval_config.reference_split
   selection = "".join(
     f"_{key}{'-'.join(map(str, value)) if isinstance(value, list) else value}"
-    for key, value in _selection(data, split).items()
+    for key, value in example_selection(data, split).items()
   )  # readable names for selections, e.g. mnist_classes5-6-7-8-9_test_mnist_<hash>.npz
   expected = reference_protocol(data, eval_config, extractor)
   path = reference_path(eval_config.reference_dir, data.name + selection, expected)

@@ -18,20 +18,27 @@ pixels ([0, 1], 28 x 28; 32 x 32 images centre-cropped as the classifier does) a
 classifier's 128-d features (genjax.evaluation.extractors.MnistExtractor), which see through
 small pixel changes. Reference images are the run's own training split (data.train_split, with
 data.classes and data.train_examples applied: the images the model saw) and the first NUM_TEST of
-its eval split, as stored (before binarization or dequantization).
+its eval split, as stored (before binarization or dequantization). The training images'
+features are the same for every run on the same examples, so they are stored once in the
+reference folder (eval.reference_dir, else $GENJAX_REFERENCE_DIR or ~/.cache/genjax/reference_stats)
+under a hash of the dataset, split, example selection and extractor (weights included).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from matplotlib.figure import Figure
 
 from genjax.datasets import load_source
+from genjax.evaluation import reference
 from genjax.evaluation.extractors import MnistExtractor
 from genjax.interpret import TOOLS, NotApplicable, Tool, ToolResult
 
@@ -212,6 +219,32 @@ def _features(extractor: MnistExtractor, digits: np.ndarray) -> np.ndarray:
   return np.concatenate(parts)[: len(digits)]
 
 
+def _train_features(extractor: MnistExtractor, config, train: np.ndarray) -> np.ndarray:
+  """The classifier's features [M, 128] of the training digits `train` [M, 28, 28, 1] (the whole
+  of config.data.train_split as selected): read from the reference folder when a report computed
+  them before for the same examples and extractor, else computed and stored there (atomically)."""
+  data, split = config.data, config.data.train_split
+  protocol = {"tool": "memorisation", "dataset": data.name, "split": split, "count": len(train),
+              "pixels": "uint8 / 255, clipped to [0, 1]", "extractor": extractor.describe(),
+              **reference.example_selection(data, split)}
+  folder = Path(config.eval.reference_dir or reference.default_reference_dir())
+  path = folder / f"memorisation_{data.name}_{split}_{reference.protocol_hash(protocol)[:12]}.npy"
+  if path.is_file():
+    try:
+      stored = np.load(path)
+      if stored.shape[0] == len(train):
+        return stored
+    except (OSError, ValueError) as error:
+      logging.warning("%s does not read (%s); computing the features again.", path, error)
+  features = _features(extractor, train)
+  folder.mkdir(parents=True, exist_ok=True)
+  temporary = folder / f".{path.name}.{os.getpid()}.tmp"
+  with open(temporary, "wb") as file:
+    np.save(file, features)
+  os.replace(temporary, path)
+  return features
+
+
 def _run_memorisation(experiment, state, rng: jax.Array) -> ToolResult:
   _check_digit_shaped(experiment)
   config = experiment.config
@@ -221,14 +254,14 @@ def _run_memorisation(experiment, state, rng: jax.Array) -> ToolResult:
   samples = _digits(extractor, np.asarray(jax.device_get(drawn)), config.data.value_range)
   train = _split_digits(extractor, config.data, config.data.train_split, config.seed, None)
   test = _split_digits(extractor, config.data, config.data.eval_split, config.seed, NUM_TEST)
-  spaces = {
-    "pixels": lambda digits: digits.reshape(len(digits), -1),
-    "features": lambda digits: _features(extractor, digits),
+  spaces = {  # space -> (embedding, the training images' embedding)
+    "pixels": (lambda digits: digits.reshape(len(digits), -1), train.reshape(len(train), -1)),
+    "features": (functools.partial(_features, extractor), _train_features(extractor, config, train)),
   }
   summary = {}
   neighbours = {}
-  for space, embed in spaces.items():
-    sample_feats, train_feats, test_feats = (embed(digits) for digits in (samples, train, test))
+  for space, (embed, train_feats) in spaces.items():
+    sample_feats, test_feats = embed(samples), embed(test)
     result = memorisation_check(sample_feats, train_feats, test_feats, QUANTILE)
     summary.update({f"{space}_{key}": result[key] for key in REPORTED})
     neighbours[space] = nearest_neighbours(sample_feats, train_feats, SHOWN_NEIGHBOURS)
