@@ -12,6 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = Path(os.environ.get("GENJAX_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
+def pytest_collection_modifyitems(items):
+  """The notebooks run last: their kernels share the session's compilation cache (`data_env`), so
+  the tiny configs the other tests compiled are loaded instead of compiled again."""
+  items.sort(key=lambda item: item.path.name == "test_colab.py")  # stable: otherwise in order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def compilation_cache_dir(tmp_path_factory) -> Path:
   """JAX's persistent compilation cache for the whole session, shared by this process and the CLI
