@@ -10,7 +10,11 @@ Freezing (optim.freeze) and per-group learning rates (optim.lr_multipliers) live
 
 Initialising: every parameter whose path and shape match a parameter of the source is loaded (cast
 to this run's dtype); parameters the source lacks keep their fresh initialisation (a new head, a
-new conditioning branch); source parameters this run lacks are skipped. A parameter whose shape
+new conditioning branch); source parameters this run lacks are skipped. The non-trainable state
+that belongs to one network (the family's `owned_state`: spectral-norm vectors, StyleGAN2's w_avg
+and constant noise maps) is loaded with that network's parameters, under the path
+<network>/<state key>/... (so that "^generator/" takes G's buffers too); the rest of model_state
+(ADA's p, running means of a loss) starts fresh, as in the official StyleGAN2-ADA resume. A parameter whose shape
 differs is an error, unless a rule of config.init_rules adapts it. The optimizer state, the
 schedule, the EMA (set to the loaded parameters), the data position and the PRNG key start fresh:
 the new run is an ordinary run from step 0, and resumes itself like any other once it has a
@@ -97,8 +101,9 @@ def _flat(params) -> dict[str, Any]:
   return traverse_util.flatten_dict(params, sep="/")
 
 
-def read_source_params(init_from: str, step: int, use_ema: bool, family: str) -> tuple[dict, int]:
-  """The source run's parameters (host numpy, nested dicts) and the step they come from."""
+def read_source(init_from: str, step: int, use_ema: bool, family: str) -> tuple[dict, dict, int]:
+  """The source run's parameters and model_state (host numpy, nested dicts) and the step they
+  come from."""
   workdir = as_path(init_from)
   if not workdir.exists():
     raise InitFromError(
@@ -140,7 +145,30 @@ def read_source_params(init_from: str, step: int, use_ema: bool, family: str) ->
   params = jax.device_get(restored["ema_params" if use_ema else "params"])
   if lora.has_adapters(params):  # a LoRA run: its merged weights are its network's weights
     params = lora.merge(params, lora.scale(ml_collections.ConfigDict(saved_config["model"])))
-  return params, chosen
+  return params, jax.device_get(restored.get("model_state") or {}), chosen
+
+
+def with_owned_state(params: dict, model_state: dict, owners: dict[str, str]) -> dict:
+  """params with each model_state entry that `owners` ({state key: network}) names nested under
+  its network, as params[network][state key]; entries model_state lacks are left out."""
+  merged = dict(params)
+  for key, network in owners.items():
+    if key in model_state:
+      if key in merged[network]:
+        raise ValueError(f"model_state key {key!r} is also a parameter name of {network!r}.")
+      merged[network] = {**merged[network], key: model_state[key]}
+  return merged
+
+
+def split_owned_state(merged: dict, owners: dict[str, str]) -> tuple[dict, dict]:
+  """The inverse of with_owned_state: (params, {state key: its tree})."""
+  params, owned = dict(merged), {}
+  for key, network in owners.items():
+    if key in params.get(network, {}):
+      network_tree = dict(params[network])
+      owned[key] = network_tree.pop(key)
+      params[network] = network_tree
+  return params, owned
 
 
 def initialise_params(

@@ -136,24 +136,32 @@ class Experiment:
 def initial_state(experiment: Experiment) -> TrainState:
   """The state a new run starts from: the family's initialisation, with the parameters of
   config.init_from's checkpoint where they fit (genjax.finetune; the load table is logged and
-  written to <workdir>/init_from.json). The optimizer state, EMA and PRNG key start fresh."""
+  written to <workdir>/init_from.json), and the model_state its networks own (the family's
+  owned_state) with them. The optimizer state, EMA, the rest of model_state and the PRNG key start
+  fresh."""
   config = experiment.config
   state = experiment.init_state()
   if not config.init_from:
     return state
-  source, step = finetune.read_source_params(
+  source, source_state, step = finetune.read_source(
     config.init_from, config.init_step, config.init_from_ema, config.family
   )
+  owners = experiment.family.owned_state
+  fresh_state = jax.device_get(state.model_state)
   table = finetune.InitTable(config.init_from, step, "EMA" if config.init_from_ema else "raw")
   context = {"null_label_row": experiment.family.null_label_row}
-  params = finetune.initialise_params(state.params, source, config.init_rules, context, table,
-                                      config.init_include)
+  loaded = finetune.initialise_params(
+    finetune.with_owned_state(state.params, fresh_state, owners),
+    finetune.with_owned_state(source, source_state, owners),
+    config.init_rules, context, table, config.init_include,
+  )
+  params, owned = finetune.split_owned_state(loaded, owners)
   finetune.write_table(experiment.workdir, table)
   optimizer = experiment.family.optimizer
   # Compiled, so that params and ema_params are distinct buffers (the train step donates both).
   build = jax.jit(lambda p, m, r: create_train_state(p, m, optimizer, r),
                   out_shardings=parallel.replicated(experiment.mesh))
-  return build(params, state.model_state, state.rng)
+  return build(params, {**fresh_state, **owned}, state.rng)
 
 
 # --- evaluation and outputs -----------------------------------------------------------------------

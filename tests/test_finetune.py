@@ -140,3 +140,39 @@ def test_init_include_loads_only_the_selected_paths():
   assert table.skipped == []
   with pytest.raises(finetune.InitFromError, match="selects no parameter.*generator/w"):
     finetune.initialise_params(fresh, source, (), {}, table, include="^encoder/")
+
+
+def test_a_networks_buffers_come_with_it_and_the_rest_of_model_state_starts_fresh(load, tmp_path):
+  """StyleGAN2 from a checkpoint whose w_avg, constant noise maps and pl_mean differ from a fresh
+  run's: G's buffers are loaded with G (and stay fresh when only D is selected); pl_mean is not."""
+  from genjax.input_pipeline import TrainData
+
+  synthetic = {"data.name": "synthetic_images", "data.synthetic_shape": (32, 32, 1),
+               "data.num_examples": 64}
+  config = load("stylegan2_mnist.py:tiny", **synthetic)
+  experiment = Experiment(config, tmp_path / "source", dataset_info(config.data))
+  fresh = experiment.init_state()
+  source = fresh.replace(model_state={
+    **fresh.model_state,
+    "g_buffers": jax.tree.map(lambda leaf: leaf + 1.0, fresh.model_state["g_buffers"]),
+    "pl_mean": fresh.model_state["pl_mean"] + 5.0,
+  })
+  experiment.checkpointer.save(4, source, TrainData(config, config.training.batch_size).iterator, config)
+  experiment.checkpointer.wait()
+  experiment.checkpointer.close()
+  fresh, source = jax.device_get(fresh), jax.device_get(source)
+
+  both = _initial_params(load("stylegan2_mnist.py:tiny", **synthetic,
+                              init_from=str(tmp_path / "source")), tmp_path / "both")
+  assert_same_tree(both.model_state["g_buffers"], source.model_state["g_buffers"])
+  assert float(both.model_state["pl_mean"]) == 0.0
+  table = json.loads((tmp_path / "both" / "init_from.json").read_text())
+  assert "generator/g_buffers/mapping/w_avg [16]" in table["loaded"]
+  assert table["new"] == [] and table["skipped"] == []
+
+  only_d = _initial_params(load("stylegan2_mnist.py:tiny", **synthetic,
+                                init_from=str(tmp_path / "source"), init_include="^discriminator/"),
+                           tmp_path / "only_d")
+  assert_same_tree(only_d.model_state["g_buffers"], fresh.model_state["g_buffers"])
+  table = json.loads((tmp_path / "only_d" / "init_from.json").read_text())
+  assert "generator/g_buffers/mapping/w_avg [16]" in table["not_selected"]

@@ -123,7 +123,7 @@ def test_a_lora_run_trains_only_its_adapters_and_its_export_samples_the_same(loa
   plain_run.checkpointer.close()
   np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-6)
   # A run initialised from the LoRA run gets its merged weights too.
-  source_params, _ = finetune.read_source_params(str(tmp_path / "lora"), 0, True, "diffusion")
+  source_params, _, _ = finetune.read_source(str(tmp_path / "lora"), 0, True, "diffusion")
   for path, value in finetune._flat(merged.ema_params).items():
     np.testing.assert_allclose(finetune._flat(source_params)[path], np.asarray(value), rtol=1e-5,
                                atol=1e-8)  # merged on the host here, on the device by the export

@@ -29,7 +29,7 @@ so hooks must be pure.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import ml_collections
@@ -54,6 +54,9 @@ class Family:
   # Whether the class-embedding tables of the family's networks end in a "no label" row
   # (classifier-free guidance), which genjax.finetune keeps last when a table gains classes.
   null_label_row = False
+  # model_state entries that belong to one network and are loaded with its parameters when
+  # fine-tuning (genjax.finetune): {model_state key: the params key of that network}.
+  owned_state: ClassVar[dict[str, str]] = {}
 
   def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, mesh: Mesh):
     self.config = config

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -106,6 +106,7 @@ class GANFamily(Family):
   """See the module docstring for the training scheme; config keys in genjax.gan.settings."""
 
   add_defaults = staticmethod(settings.add_defaults)
+  owned_state: ClassVar[dict[str, str]] = {SPECTRAL_COLLECTION: "discriminator"}
 
   def __init__(self, config, info, mesh):
     model = config.model

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -108,6 +108,9 @@ class StyleGAN2Family(GANFamily):
   """See the module docstring; config keys in genjax.gan.settings.add_stylegan2_defaults."""
 
   add_defaults = staticmethod(settings.add_stylegan2_defaults)
+  # w_avg and the constant noise maps are G's; pl_mean and ADA's p start fresh, as in the official
+  # resume (which copies G, D and G_ema only).
+  owned_state: ClassVar[dict[str, str]] = {G_BUFFERS: "generator"}
 
   def __init__(self, config, info, mesh):
     model = config.model
