@@ -435,3 +435,20 @@ def test_train_step_kinds_name_the_lazy_regularisation_steps(load):
   assert {every_step_pl.train_step_kind(step) for step in range(1, 16)} == {"plain"}
   no_r1 = family(**{"model.r1_gamma": 0.0})
   assert no_r1.train_step_cycle == 4 and no_r1.train_step_kind(8) == "pl"
+
+
+def test_path_length_every_step_joins_the_generator_update(load, tmp_path):
+  """With pl_interval = 1 the path length penalty is added to G's loss (the official "Gboth"
+  phase): one G optimizer update per step, the penalty logged on every step."""
+  from conftest import train_on_synthetic_data
+
+  config = load("stylegan2_mnist.py:tiny", **{
+    "data.name": "synthetic_images", "data.synthetic_shape": (32, 32, 1),
+    "data.num_examples": 64, "model.pl_interval": 1, "model.r1_gamma": 0.0,
+  })
+  experiment, _, state, metrics = train_on_synthetic_data(config, tmp_path, steps=2)
+  experiment.checkpointer.close()
+  assert metrics["pl_penalty"] > 0 and metrics["pl_mean"] > 0
+  counts = {int(leaf) for leaf in jax.tree.leaves(state.opt_state["generator"])
+            if getattr(leaf, "dtype", None) == jnp.int32 and leaf.ndim == 0}
+  assert counts == {2}

@@ -12,7 +12,8 @@ One train step (batch B of real images, as in the official training loop):
           own update (lazy R1; with r1_interval = 1 it is added to step 1 instead)
   3. G:   L_G = softplus(-D(aug(G(z))))
   4. G, every model.pl_interval steps: pl_interval * pl_weight * (a - m)^2 on B / pl_batch_shrink
-          latents as its own update (lazy path length regularisation; genjax.gan.stylegan2)
+          latents as its own update (lazy path length regularisation, genjax.gan.stylegan2; with
+          pl_interval = 1 it is added to step 3 instead, the official "Gboth" phase)
   5. G's EMA with beta = 0.5^(B / (ema_kimg 1000)) (ramped up by ema_rampup), and
      w_avg <- mean(w) + w_avg_beta (w_avg - mean(w)) over step 3's latents.
 Every G(z) of steps 1, 3 and 4 maps z (and a second latent, mixed in with probability
@@ -331,7 +332,21 @@ class StyleGAN2Family(GANFamily):
         due, r1_update, skip_r1, (d_params, d_opt_state)
       )
 
-    # 3. G through the updated D.
+    pl_mean = model_state[PL_MEAN]
+    pl_num = max(num // model.pl_batch_shrink, 1)
+
+    def pl_terms(g_params):
+      """(penalty, the path lengths' new running mean) on pl_num fresh latents."""
+      labels_rng, ws_rng, noise_rng, direction_rng = jax.random.split(pl_rng, 4)
+      gen_labels = self._uniform_labels(labels_rng, (pl_num,))
+      ws = self._training_ws(g_params, buffers, ws_rng, gen_labels, pl_num)
+      synthesize = lambda ws: self._synthesize(g_params, buffers, ws, "random", noise_rng)
+      penalty, mean = path_length_penalty(
+        path_lengths(synthesize, ws, direction_rng), pl_mean, model.pl_decay
+      )
+      return penalty, jax.lax.stop_gradient(mean)
+
+    # 3. G through the updated D; path length joins it when not lazy.
     def g_loss_fn(g_params):
       labels_rng, images_rng, aug_rng = jax.random.split(g_rng, 3)
       gen_labels = self._uniform_labels(labels_rng, (num,))
@@ -339,43 +354,40 @@ class StyleGAN2Family(GANFamily):
       d_fake = self._discriminate(
         d_params, model_state, self._augment(fake, aug_rng, model_state), gen_labels, False
       )[0]
-      return self.loss_fns.generator(d_fake), ws[:, 0]
+      loss, aux = self.loss_fns.generator(d_fake), {"mapped": ws[:, 0]}
+      if model.pl_weight > 0 and not pl_lazy:
+        aux["pl_penalty"], aux["pl_mean"] = pl_terms(g_params)
+        loss = loss + model.pl_weight * aux["pl_penalty"]
+      return loss, aux
 
-    (g_loss, mapped), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
+    (g_loss, g_aux), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_params)
     g_params, _, g_opt_state = apply_updates(
       g_params, g_params, state.opt_state["generator"], g_grads, self.optimizer.generator, 0.0
     )
-    metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
+    mapped = g_aux.pop("mapped")
+    metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads), **g_aux)
+    pl_mean = g_aux.get("pl_mean", pl_mean)
 
-    # 4. Path length regularisation, lazily (or every step with pl_interval = 1).
-    pl_mean = model_state[PL_MEAN]
-    if model.pl_weight > 0:
-      pl_num = max(num // model.pl_batch_shrink, 1)
-      interval = model.pl_interval if pl_lazy else 1
+    # 4. Lazy path length regularisation: its own G update every pl_interval steps.
+    if pl_lazy:
 
       def pl_update(carry):
-        g_params, g_opt_state, pl_mean = carry
-        labels_rng, ws_rng, noise_rng, direction_rng = jax.random.split(pl_rng, 4)
-        gen_labels = self._uniform_labels(labels_rng, (pl_num,))
+        g_params, g_opt_state, _ = carry
 
         def pl_loss(g_params):
-          ws = self._training_ws(g_params, buffers, ws_rng, gen_labels, pl_num)
-          synthesize = lambda ws: self._synthesize(g_params, buffers, ws, "random", noise_rng)
-          penalty, mean = path_length_penalty(
-            path_lengths(synthesize, ws, direction_rng), pl_mean, model.pl_decay
-          )
-          return model.pl_weight * interval * penalty, (penalty, mean)
+          penalty, mean = pl_terms(g_params)
+          return model.pl_weight * model.pl_interval * penalty, (penalty, mean)
 
         (_, (penalty, mean)), grads = jax.value_and_grad(pl_loss, has_aux=True)(g_params)
         g_params, _, g_opt_state = apply_updates(
           g_params, g_params, g_opt_state, grads, self.optimizer.generator, 0.0
         )
-        return (g_params, g_opt_state, jax.lax.stop_gradient(mean)), interval * penalty
+        return (g_params, g_opt_state, mean), model.pl_interval * penalty
 
       def skip_pl(carry):
         return carry, jnp.zeros(())
 
-      due = (state.step % interval == 0) if pl_lazy else True
+      due = state.step % model.pl_interval == 0
       (g_params, g_opt_state, pl_mean), metrics["pl_penalty"] = jax.lax.cond(
         due, pl_update, skip_pl, (g_params, g_opt_state, pl_mean)
       )
