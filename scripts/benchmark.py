@@ -8,11 +8,16 @@
 
 Prints one JSON line per measured function with: config, step, params, batch, images_per_s,
 step_ms_median (median over --repeats timed calls after --warmup untimed ones), compile_s,
-flops_per_step (XLA cost analysis), achieved_gflops, matmul_gflops (float32 matmul rate of this
-machine measured in the same run), fraction_of_matmul, peak_rss_mb, compiled_memory_mb (XLA's
-temp, argument, output and peak MiB of the compiled function), device; for a train step whose
-work differs by step (StyleGAN2's lazy regularisation), --repeats is rounded up to whole cycles
-and the row adds the median ms of each kind of step and images/s over the whole cycles.
+flops_per_step (XLA's cost analysis of the lowered step: the model's arithmetic before any backend
+rewrite, the same on every backend; a lax.cond counts its costliest branch),
+compiled_flops_per_step (the same of the compiled step: on a GPU it misses the convolutions and
+matmuls handed to cuDNN and cuBLAS, 190 of 4,482 GFLOP in ddpm_cifar10's step), achieved_gflops,
+matmul_gflops (the matmul rate of this machine in the config's compute dtype, config.precision,
+measured in the same run: 1024^2 operands on a CPU, 8192^2 on an accelerator), fraction_of_matmul
+(model FLOP utilisation against that measured ceiling), peak_rss_mb, compiled_memory_mb (XLA's
+temp, argument, output and peak MiB of the compiled function), device, device_kind; for a train
+step whose work differs by step (StyleGAN2's lazy regularisation), --repeats is rounded up to whole
+cycles and the row adds the median ms of each kind of step and images/s over the whole cycles.
 Functions: the train step, plus the family's benchmark_functions (e.g. each sampler). With
 --torch, an equivalent PyTorch implementation (scripts/torch_reference.py) is timed in the same
 run and the ratio reported; for a sampler with a reference (DDIM on ddpm_mnist: the same UNet in
@@ -101,9 +106,12 @@ def synthetic_batch(family, batch_size: int, seed: int = 0) -> dict[str, jax.Arr
   return batch
 
 
-def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
-  """float32 matmul rate of this machine through XLA: the ceiling achieved FLOP/s is compared with."""
-  a = jnp.ones((size, size), jnp.float32)
+def matmul_gflops(dtype: str = "float32", repeats: int = 20) -> float:
+  """Matmul rate of this machine through XLA in `dtype` (XLA's default precision: TF32 for float32
+  on recent NVIDIA GPUs): the ceiling achieved FLOP/s is compared with. Square 1024 operands on a
+  CPU; 8192 on an accelerator, where 1024 would measure launch overhead."""
+  size = 1024 if jax.default_backend() == "cpu" else 8192
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   matmul = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
   matmul(a, a).block_until_ready()
   times = []
@@ -255,23 +263,26 @@ def measure(name, fn, args, images, config_name, params, batch, matmul, carries_
   """One row; with `family` (a train step), also its times by kind of step (`by_step_kind`)."""
   jitted = jax.jit(fn, donate_argnums=0 if donate else ())
   start = time.perf_counter()
-  compiled = jitted.lower(*args).compile()
+  lowered = jitted.lower(*args)
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - start
   cycle = family.train_step_cycle if family is not None else 1
   repeats = -(-_REPEATS.value // cycle) * cycle
   times, args = time_compiled(compiled, args, repeats, _WARMUP.value, carries_state)
   median = statistics.median(times)
-  flops = flops_of(compiled)
+  flops = flops_of(lowered)
   kinds = by_step_kind(times, _WARMUP.value, family, images) if cycle > 1 else {}
   if _PROFILE.value:
     kinds["profile"] = profile_by_op(compiled, args, _PROFILE.value, carries_state, _PROFILE_TOP.value)
   return {
     "config": config_name, "step": name, "params": params, "batch": batch,
     "images_per_s": images / median, "step_ms_median": 1e3 * median, "compile_s": compile_s,
-    "flops_per_step": flops, "achieved_gflops": flops / median / 1e9, "matmul_gflops": matmul,
+    "flops_per_step": flops, "compiled_flops_per_step": flops_of(compiled),
+    "achieved_gflops": flops / median / 1e9, "matmul_gflops": matmul,
     "fraction_of_matmul": flops / median / 1e9 / matmul, "peak_rss_mb": peak_rss_mb(),
     "compiled_memory_mb": compiled_memory_mb(compiled),
-    "device": str(jax.devices()[0].platform), "num_devices": jax.device_count(), **kinds,
+    "device": str(jax.devices()[0].platform), "device_kind": jax.devices()[0].device_kind,
+    "num_devices": jax.device_count(), **kinds,
   }
 
 
@@ -359,7 +370,7 @@ def main(argv):
     batch_size = config.training.batch_size
     batch = synthetic_batch(experiment.family, batch_size)
     num_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
-    matmul = matmul_gflops()
+    matmul = matmul_gflops(config.precision)
     only = set(filter(None, _ONLY.value.split(",")))
     images_per_step = getattr(experiment.family, "images_per_train_step", batch_size)
     rows = []
