@@ -32,6 +32,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from genjax.config import apply_overrides
 from genjax.datasets import DatasetInfo, read_mnist_idx
 from genjax.evaluation.extractors import MnistExtractor
 from genjax.evaluation.frechet import frechet_distance
@@ -64,15 +65,9 @@ def mnist_features(images: np.ndarray, value_range: tuple[float, float]):
 
 
 def with_overrides(config, overrides: dict):
+  """A copy of config with the dotted overrides set (unknown keys rejected with the nearest ones)."""
   config = config.copy_and_resolve_references()
-  for key, value in overrides.items():
-    *sections, leaf = key.split(".")
-    node = config
-    for section in sections:
-      node = node[section]
-    if leaf not in node:
-      raise KeyError(f"The config has no {key!r}.")
-    node[leaf] = value
+  apply_overrides(config, overrides)
   return config
 
 
