@@ -45,7 +45,10 @@ _VARIANTS = flags.DEFINE_string("variants", '{"config": {}}', "JSON {name: {dott
 _STEPS = flags.DEFINE_integer("steps", 3000, "Train steps per variant.")
 _CHECKS = flags.DEFINE_list("checks", ["500", "1000", "2000", "3000"], "Steps to measure at.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "Samples per measurement.")
-_OUT = flags.DEFINE_string("out", None, "Output folder.", required=True)
+_OUT = flags.DEFINE_string("out", None, "Output folder (for training variants).")
+_SAMPLES = flags.DEFINE_list(
+  "samples", [], "Instead of training: .npz files of samples ('samples' [N, 32, 32, 1] on [-1, 1],"
+  " e.g. from scripts/stylegan2_reference.py --mode=train_mnist) to report the digit shares of.")
 
 _FEATURE_BATCH = 500
 _REFERENCE_IMAGES = 10_000
@@ -93,9 +96,8 @@ def sweep_variant(name, config, images, labels, reference, checks, out: Path) ->
       for which, params in (("raw", state.params), ("ema", state.ema_params)):
         x = np.asarray(sample(params, state.model_state, jax.random.key(1)))
         features, logits = mnist_features(x, tuple(config.data.value_range))
-        shares = np.bincount(logits.argmax(-1), minlength=10) / len(x)
         row[f"fid_{which}"] = round(frechet_distance(*moments_all_at_once(features), *reference), 2)
-        row[f"classes_{which}"] = [round(float(share), 3) for share in shares]
+        row[f"classes_{which}"] = digit_shares(logits)
         grids[f"{name}_{step}_{which}"] = x[:64]
       print(json.dumps(row), flush=True)
       with open(out / "sweep.jsonl", "a") as file:
@@ -104,8 +106,20 @@ def sweep_variant(name, config, images, labels, reference, checks, out: Path) ->
     experiment.checkpointer.close()
 
 
+def digit_shares(logits: np.ndarray) -> list[float]:
+  """The share of samples the MNIST classifier puts on each digit, from its logits [N, 10]."""
+  return [round(float(share), 3) for share in np.bincount(logits.argmax(-1), minlength=10) / len(logits)]
+
+
 def main(argv):
   del argv
+  if _SAMPLES.value:
+    for path in _SAMPLES.value:
+      shares = digit_shares(mnist_features(np.load(path)["samples"].astype(np.float32), (-1.0, 1.0))[1])
+      print(json.dumps({"samples": path, "max_share": max(shares), "classes": shares}))
+    return
+  if _OUT.value is None or _CONFIG.value is None:
+    raise app.UsageError("Give --config and --out to train variants, or --samples to classify.")
   out = Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   images, labels = read_mnist_idx(os.environ.get("GENJAX_DATA_DIR", "../shared/data/mnist"), "train")

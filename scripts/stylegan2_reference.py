@@ -16,6 +16,11 @@ Setup and runs (from the repository root; took about 10 s each on 2 busy cores):
   /tmp/torchenv/bin/python scripts/stylegan2_reference.py --mode=fixture \
     --official_dir=/tmp/sg2 --out=tests/fixtures/stylegan2_reference.npz
 
+  # the official training step on stylegan2_mnist's networks (README, stylegan2_mnist row):
+  /tmp/torchenv/bin/python scripts/stylegan2_reference.py --mode=train_mnist \
+    --official_dir=/tmp/sg2 --out=/tmp/official_mnist [--channel_base=256 --channel_max=16 --latent_dim=32]
+  python scripts/gan_collapse_sweep.py --samples=/tmp/official_mnist/samples_100.npz,...
+
 `counts` builds Generator and Discriminator with the keyword arguments train.py (lines 176-200)
 and training_loop.py (c_dim, img_resolution, img_channels) give them for the 'cifar' (32x32,
 c_dim 10 and 0) and 'paper256' (256x256, c_dim 0) configurations, and prints and writes as JSON
@@ -391,15 +396,88 @@ def run_fixture(official: types.SimpleNamespace, out: Path) -> None:
     print(f"  {key} {value.dtype} {list(value.shape)}")
 
 
+def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -> None:
+  """The official training step on stylegan2_mnist's networks (channel_base, channel_max and
+  latent_dim from the flags, 2 mapping layers, resnet D with mbstd groups of 4, fp32, no clamp):
+  loss.py's StyleGAN2Loss (r1_gamma 0.01, path length 2, style mixing 0.9) run through
+  training_loop.py's phases (Gmain, Greg every 4, Dmain, Dreg every 16, each a fresh z, gain = the
+  interval) with Adam 0.0025 and the lazy-regularisation correction, batch 32 of MNIST zero-padded
+  to 32x32 on [-1, 1]. At each --checks step writes <out>/samples_<step>.npz ("samples" [1000, 32,
+  32, 1] of the raw G, constant noise, clipped to [-1, 1]) for scripts/gan_collapse_sweep.py
+  --samples; no EMA."""
+  import gzip
+
+  loss_module = importlib.import_module("training.loss")
+  torch.manual_seed(args.seed)
+  rng = np.random.default_rng(args.seed)
+  with gzip.open(Path(args.mnist_dir) / "train-images-idx3-ubyte.gz") as file:
+    images = np.frombuffer(file.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
+  images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2))).astype(np.float32) / 127.5 - 1
+  width = {"channel_base": args.channel_base, "channel_max": args.channel_max,
+           "num_fp16_res": 0, "conv_clamp": None}
+  generator = official.networks.Generator(
+    z_dim=args.latent_dim, c_dim=0, w_dim=args.latent_dim, img_resolution=32, img_channels=1,
+    mapping_kwargs={"num_layers": 2}, synthesis_kwargs=width)
+  discriminator = official.networks.Discriminator(
+    c_dim=0, img_resolution=32, img_channels=1, architecture="resnet",
+    epilogue_kwargs={"mbstd_group_size": 4}, **width)
+  loss = loss_module.StyleGAN2Loss(torch.device("cpu"), generator.mapping, generator.synthesis,
+                                   discriminator, style_mixing_prob=0.9, r1_gamma=0.01, pl_weight=2)
+  phases = []
+  for name, module, interval in (("G", generator, 4), ("D", discriminator, 16)):
+    ratio = interval / (interval + 1)
+    optimizer = torch.optim.Adam(module.parameters(), lr=0.0025 * ratio,
+                                 betas=(0.0, 0.99**ratio), eps=1e-8)
+    phases += [(name + "main", module, optimizer, 1), (name + "reg", module, optimizer, interval)]
+  no_labels = torch.zeros([args.batch_size, 0])
+  fixed_z = torch.randn(1000, args.latent_dim, generator=torch.Generator().manual_seed(1))
+  checks = {int(step) for step in args.checks.split(",")}
+  args.out.mkdir(parents=True, exist_ok=True)
+  for step in range(args.steps):
+    real = torch.from_numpy(images[rng.integers(0, len(images), args.batch_size)])
+    for name, module, optimizer, interval in phases:
+      if step % interval:
+        continue
+      optimizer.zero_grad(set_to_none=True)
+      module.requires_grad_(True)
+      loss.accumulate_gradients(phase=name, real_img=real, real_c=no_labels,
+                                gen_z=torch.randn(args.batch_size, args.latent_dim),
+                                gen_c=no_labels, sync=True, gain=interval)
+      module.requires_grad_(False)
+      for parameter in module.parameters():  # as training_loop.py does before each step
+        if parameter.grad is not None:
+          torch.nan_to_num(parameter.grad, nan=0, posinf=1e5, neginf=-1e5, out=parameter.grad)
+      optimizer.step()
+    if step + 1 in checks:
+      with torch.no_grad():
+        samples = torch.cat([generator(z, torch.zeros([len(z), 0]), noise_mode="const")
+                             for z in fixed_z.split(250)])
+      samples = samples.clamp(-1, 1).permute(0, 2, 3, 1).numpy()
+      np.savez_compressed(args.out / f"samples_{step + 1}.npz", samples=samples)
+      print(f"step {step + 1}: {args.out / f'samples_{step + 1}.npz'}", flush=True)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--mode", choices=("counts", "fixture"), required=True)
+  parser.add_argument("--mode", choices=("counts", "fixture", "train_mnist"), required=True)
   parser.add_argument("--official_dir", type=Path, required=True)
   parser.add_argument("--out", type=Path, default=None)
+  parser.add_argument("--mnist_dir", default="../shared/data/mnist", help="train_mnist: idx files")
+  parser.add_argument("--steps", type=int, default=300)
+  parser.add_argument("--checks", default="100,200,300")
+  parser.add_argument("--channel_base", type=int, default=1024)
+  parser.add_argument("--channel_max", type=int, default=64)
+  parser.add_argument("--latent_dim", type=int, default=128, help="z and w dimensions")
+  parser.add_argument("--batch_size", type=int, default=32)
+  parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   official = import_official(args.official_dir)
   if args.mode == "counts":
     run_counts(official, args.out)
+  elif args.mode == "train_mnist":
+    if args.out is None:
+      parser.error("--mode=train_mnist needs --out")
+    run_train_mnist(official, args)
   else:
     if args.out is None:
       parser.error("--mode=fixture needs --out")
