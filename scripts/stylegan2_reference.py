@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gzip
 import importlib
 import importlib.util
 import io
@@ -405,8 +406,6 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
   to 32x32 on [-1, 1]. At each --checks step writes <out>/samples_<step>.npz ("samples" [1000, 32,
   32, 1] of the raw G, constant noise, clipped to [-1, 1]) for scripts/gan_collapse_sweep.py
   --samples; no EMA."""
-  import gzip
-
   loss_module = importlib.import_module("training.loss")
   torch.manual_seed(args.seed)
   rng = np.random.default_rng(args.seed)
