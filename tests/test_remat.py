@@ -97,9 +97,13 @@ def test_remat_gives_the_same_loss_and_gradients_with_dropout(name):
   np.testing.assert_allclose(remat_loss, loss, rtol=1e-5)
   flat, remat_flat = (traverse_util.flatten_dict(g, sep="/") for g in (grads, remat_grads))
   assert remat_flat.keys() == flat.keys()
+  # An attention key's bias has zero gradient in exact arithmetic (softmax ignores a shift shared
+  # by all keys), so its float gradient is rounding noise (~1e-12): the tolerance also scales with
+  # the largest gradient of the whole tree, not only with the leaf's own.
+  scale = max(float(np.abs(grad).max()) for grad in flat.values())
   for path, grad in flat.items():
     np.testing.assert_allclose(remat_flat[path], grad, rtol=1e-5,
-                               atol=1e-5 * float(np.abs(grad).max()) + 1e-12, err_msg=path)
+                               atol=1e-5 * float(np.abs(grad).max()) + 1e-8 * scale, err_msg=path)
   if name == "unet":  # the dropout is active: another key gives another loss
     assert abs(float(other_loss) - float(loss)) > 1e-3 * float(loss)
 
