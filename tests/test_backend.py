@@ -1,5 +1,6 @@
 """genjax.backend: importing genjax sets XLA:CPU's flags before JAX starts, keeps the user's own
-value of a flag, and the compiled CPU programs then hold no YNNPACK fusion."""
+value of a flag, and the compiled CPU programs then hand reductions, and only reductions, to
+YNNPACK."""
 
 import json
 import subprocess
@@ -13,8 +14,10 @@ x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 4))
 conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
   x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
 dense = jax.jit(lambda a: jnp.tanh(a @ a)).lower(jnp.ones((64, 64)))
+reduction = jax.jit(lambda a: jnp.sum(a, axis=(0, 1, 2))).lower(jnp.ones((64, 16, 16, 64)))
 hlo = conv.lower(x, w).compile().as_text() + dense.compile().as_text()
 print(json.dumps({"xla_flags": os.environ["XLA_FLAGS"], "ynn": "ynn" in hlo,
+                  "ynn_reduction": "ynn" in reduction.compile().as_text(),
                   "devices": jax.device_count()}))
 """
 
@@ -28,18 +31,20 @@ def _probe(xla_flags: str | None) -> dict:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_importing_genjax_turns_ynnpack_fusions_off_and_keeps_other_flags():
+def test_importing_genjax_keeps_ynnpack_to_reductions_and_keeps_other_flags():
   probe = _probe("--xla_force_host_platform_device_count=2")
   assert probe["xla_flags"].split() == ["--xla_force_host_platform_device_count=2",
                                         *backend.XLA_CPU_FLAGS]
   assert probe["devices"] == 2
-  assert not probe["ynn"]
+  assert not probe["ynn"]  # convolutions and dots are XLA's own
+  assert probe["ynn_reduction"]
 
 
 def test_a_users_own_value_of_a_flag_wins():
   probe = _probe("--xla_cpu_experimental_ynn_fusion_type=dot")
   assert probe["xla_flags"] == "--xla_cpu_experimental_ynn_fusion_type=dot"
   assert probe["ynn"]  # the user's YNNPACK dot fusion is compiled
+  assert not probe["ynn_reduction"]  # and genjax's reduction fusion is not added
 
 
 def test_too_late_a_call_changes_nothing_and_says_so(caplog):
