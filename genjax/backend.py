@@ -6,14 +6,15 @@ read by the CPU backend alone), and `uses_matmul_formulations` is False off the 
 XLA:CPU flags (`XLA_CPU_FLAGS`), set when genjax is imported (`configure_xla_flags`):
 - `--xla_cpu_experimental_ynn_fusion_type=reduce`: YNNPACK for reductions only, not for dots,
   convolutions or elementwise fusions. jaxlib 0.10 also hands dots and convolutions to YNNPACK by
-  default; on an earlier 2-core AMD EPYC (43-59 GFLOP/s float32 matmul) that made a 3x3 convolution at 32x32x64, batch 64,
-  2x slower forward than PyTorch and lax's kernel gradient 12x slower, and the `ddpm_mnist` train
-  step 22.4 s against 14.6 s with XLA's own (Eigen) convolutions. On a 2-core AMD EPYC with
-  AVX-512 (440 GFLOP/s, 2026-12-04), YNNPACK's reductions alone (BatchNorm's statistics, above all) made the
-  `dcgan_mnist` step 10% faster (139 -> 125 ms), `sr3_mnist` 13%, `cgan_mnist` 7%, `wgan_gp_mnist`
-  4% and the MNIST classifier's features 3.1x, and left the UNet, VAE and StyleGAN2 steps within
-  2%; there the full default still made `ddpm_mnist` 1.7x slower. The README's Speed section has
-  the commands (`scripts/benchmark.py --profile` times a step by XLA operation).
+  default; on an earlier 2-core AMD EPYC (43-59 GFLOP/s float32 matmul) that made a 3x3
+  convolution at 32x32x64, batch 64, 2x slower forward than PyTorch and lax's kernel gradient 12x
+  slower, and the `ddpm_mnist` train step 22.4 s against 14.6 s with XLA's own (Eigen)
+  convolutions. On a 2-core AMD EPYC with AVX-512 (440 GFLOP/s, 2026-12-04), YNNPACK's
+  reductions alone (BatchNorm's statistics, above all) made the `dcgan_mnist` step 10% faster
+  (139 -> 125 ms), `sr3_mnist` 14%, `cgan_mnist` 7%, `wgan_gp_mnist` 4% and the MNIST
+  classifier's features 3.1x, and left the UNet, VAE and StyleGAN2 steps within 2%; there the full
+  default still made `ddpm_mnist` 1.7x slower. The README's Speed section has the commands
+  (`scripts/benchmark.py --profile` times a step by XLA operation).
 A flag the user already gives in XLA_FLAGS wins over genjax's value of it.
 """
 

@@ -16,8 +16,8 @@ to any order; everything else, stride-1 convolutions included, is lax's convolut
   a transposed convolution is slow; elsewhere lax.conv_transpose.
 
 Stride-1 convolutions had a custom JVP whose kernel gradient was per-tap matmuls while XLA:CPU
-ran convolutions through YNNPACK; with genjax.backend's XLA flags (no YNNPACK fusions) lax's own
-stride-1 convolution and its gradients are faster than that (3x3 at 32x32x64, batch 64, forward
+ran convolutions through YNNPACK; with genjax.backend's XLA flags (no YNNPACK convolutions) lax's
+own stride-1 convolution and its gradients are faster than that (3x3 at 32x32x64, batch 64, forward
 and both gradients: 262 vs 338 ms) and on par with PyTorch (254 ms).
 
 `Conv` is flax's nn.Conv using `conv_general_dilated`; the parameters are unchanged.
