@@ -1,5 +1,5 @@
-"""genjax.models.conv: its convolutions (space-to-depth im2col when strided and differentiated
-twice, matmuls for the transposed convolution) must equal lax's in value, gradient,
+"""genjax.models.conv: its convolutions (im2col when strided and differentiated twice, matmuls for
+the transposed convolutions) must equal lax's in value, gradient,
 forward mode (JVPs) and derivatives of derivatives (the gradient penalty's gradient of an
 input-gradient norm, and the other orders of nesting jvp, grad and vmap); on CPU the matmul
 formulations are chosen, and forcing lax's (the GPU/TPU path) gives the same numbers."""
@@ -11,7 +11,12 @@ import pytest
 
 from genjax.gan.regularizers import gradient_penalty, r1_penalty
 from genjax.models import conv
-from genjax.models.conv import Conv, conv_general_dilated, transposed_conv_4x4
+from genjax.models.conv import (
+  Conv,
+  conv_general_dilated,
+  transposed_conv_4x4,
+  transposed_conv_full,
+)
 from genjax.models.gan import DCGANDiscriminator, DCGANGenerator
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -20,7 +25,7 @@ NHWC = ("NHWC", "HWIO", "NHWC")
 @pytest.mark.parametrize(
   "batch, size, kernel, strides, padding",
   [
-    (4, 8, 3, 2, "SAME"),  # strided, kernel not a multiple of the stride: lax
+    (4, 8, 3, 2, "SAME"),  # kernel not a multiple of the stride: strided patches
     (4, 8, 4, 2, "SAME"),  # DCGAN's discriminator convolution: space-to-depth im2col
     (3, 9, 4, 2, ((1, 2), (0, 1))),  # odd size, asymmetric padding
     (2, 9, 2, 2, "VALID"),  # the last row and column are never read
@@ -81,8 +86,9 @@ def test_flax_conv_keeps_its_parameters():
   np.testing.assert_allclose(layer.apply(params, x), reference + bias, rtol=1e-5, atol=1e-6)
 
 
-# (batch, size, kernel, strides): stride 2 with a kernel a multiple of it takes im2col.
-DERIVATIVE_SHAPES = [(4, 8, 4, 2), (3, 9, 2, 2)]
+# (batch, size, kernel, strides): stride 2 with a kernel a multiple of it takes the space-to-depth
+# im2col, 3x3 stride 2 (StyleGAN2's discriminator) the strided patches.
+DERIVATIVE_SHAPES = [(4, 8, 4, 2), (3, 9, 2, 2), (3, 9, 3, 2)]
 
 
 @pytest.mark.parametrize("batch, size, kernel, strides", DERIVATIVE_SHAPES)
@@ -175,8 +181,8 @@ def _convolutions(fn, *args) -> int:
 
 
 def test_cpu_chooses_the_matmul_formulations():
-  """The strided 4x4 convolution differentiated twice is im2col and the transposed convolution is
-  matmuls: no convolution op left. Differentiated once, the strided one stays lax's, and so does
+  """The strided 4x4 and 3x3 convolutions differentiated twice are im2col and the transposed
+  convolutions are matmuls: no convolution op left. Differentiated once, the strided one stays lax's, and so does
   every stride-1 convolution (with genjax.backend's XLA flags lax's is the fastest there)."""
   if jax.default_backend() != "cpu":
     pytest.skip("GPU/TPU keep lax's convolutions")
@@ -187,12 +193,24 @@ def test_cpu_chooses_the_matmul_formulations():
   )
   assert _convolutions(lambda x: strided(x, True), x) == 0
   assert _convolutions(lambda x: strided(x, False), x) == 1
+  strided_3x3 = lambda x: conv_general_dilated(
+    x, jnp.ones((3, 3, 3, 5)), (2, 2), "SAME", dimension_numbers=NHWC
+  )
+  assert _convolutions(strided_3x3, x) == 0
   assert _convolutions(lambda x: transposed_conv_4x4(x, jnp.ones((4, 4, 3, 5))), x) == 0
+  assert _convolutions(lambda x: transposed_conv_full(x, jnp.ones((3, 3, 3, 5))), x) == 0
   stride_one = lambda x: conv_general_dilated(
     x, jnp.ones((3, 3, 3, 5)), (1, 1), "SAME", dimension_numbers=NHWC
   )
-  kernel_gradient = jax.jit(jax.grad(lambda w: jnp.sum(conv_general_dilated(
-    x, w, (1, 1), "SAME", dimension_numbers=NHWC) ** 2))).lower(jnp.ones((3, 3, 3, 5))).as_text()
+  kernel_gradient = (
+    jax.jit(
+      jax.grad(
+        lambda w: jnp.sum(conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC) ** 2)
+      )
+    )
+    .lower(jnp.ones((3, 3, 3, 5)))
+    .as_text()
+  )
   assert _convolutions(stride_one, x) == 1
   assert kernel_gradient.count("stablehlo.convolution") == 2  # forward and kernel gradient
   assert kernel_gradient.count("stablehlo.dot_general") == 0
@@ -206,20 +224,45 @@ def test_forcing_lax_gives_lax_convolutions(monkeypatch):
   )
   assert _convolutions(strided, x) == 1
   assert _convolutions(lambda x: transposed_conv_4x4(x, jnp.ones((4, 4, 3, 5))), x) == 1
+  assert _convolutions(lambda x: transposed_conv_full(x, jnp.ones((3, 3, 3, 5))), x) == 1
 
 
-def _transposed_conv_value_and_grads(x, kernel):
-  loss = lambda x, kernel: jnp.sum(jnp.sin(transposed_conv_4x4(x, kernel)))
-  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, kernel)
+def test_transposed_conv_full_is_the_definition():
+  """out[2i + t, 2j + u] += x[i, j] w[t, u], summed over the input channels, output 2H + 2."""
+  x = np.asarray(jax.random.normal(jax.random.key(8), (2, 3, 4, 2)))
+  kernel = np.asarray(jax.random.normal(jax.random.key(9), (3, 3, 2, 5)))
+  expected = np.zeros((2, 8, 10, 5))
+  for i in range(3):
+    for j in range(4):
+      expected[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3] += np.einsum(
+        "bc,tucf->btuf", x[:, i, j], kernel
+      )
+  np.testing.assert_allclose(transposed_conv_full(x, kernel), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_transposed_conv_equals_lax_in_value_and_gradients(monkeypatch):
+def _transposed_conv_derivatives(transposed_conv, x, kernel):
+  """The value, both gradients, and the kernel gradient of an input-gradient norm (what
+  StyleGAN2's path length regulariser differentiates)."""
+  loss = lambda x, kernel: jnp.sum(jnp.sin(transposed_conv(x, kernel)))
+  input_gradient_norm = lambda kernel: jnp.sum(jax.grad(loss)(x, kernel) ** 2)
+  first = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, kernel)
+  return first, jax.jit(jax.grad(input_gradient_norm))(kernel)
+
+
+@pytest.mark.parametrize(
+  "transposed_conv, kernel_size",
+  [(transposed_conv_4x4, 4), (transposed_conv_full, 4), (transposed_conv_full, 3)],
+)
+def test_transposed_conv_equals_lax_in_value_and_gradients(
+  monkeypatch, transposed_conv, kernel_size
+):
   x = jax.random.normal(jax.random.key(6), (3, 5, 4, 2))
-  kernel = 0.3 * jax.random.normal(jax.random.key(7), (4, 4, 2, 3))
-  assert transposed_conv_4x4(x, kernel).shape == (3, 10, 8, 3)
-  matmuls = _transposed_conv_value_and_grads(x, kernel)
+  kernel = 0.3 * jax.random.normal(jax.random.key(7), (kernel_size, kernel_size, 2, 3))
+  expected_shape = (3, 10, 8, 3) if transposed_conv is transposed_conv_4x4 else (3, 12, 10, 3)
+  assert transposed_conv(x, kernel).shape == expected_shape
+  matmuls = _transposed_conv_derivatives(transposed_conv, x, kernel)
   _force_lax(monkeypatch)
-  lax = _transposed_conv_value_and_grads(x, kernel)
+  lax = _transposed_conv_derivatives(transposed_conv, x, kernel)
   for leaf, expected in zip(jax.tree.leaves(matmuls), jax.tree.leaves(lax), strict=True):
     np.testing.assert_allclose(
       leaf, expected, rtol=1e-5, atol=1e-5 * float(jnp.abs(expected).max())

@@ -293,6 +293,57 @@ def test_path_lengths_match_finite_differences():
   assert float(mean) == 1.5 and float(penalty) == pytest.approx((0.25 + 2.25) / 2)
 
 
+def _second_order_gradients():
+  """The parameter gradients of R1 (through D cloned with differentiated_twice) and of the path
+  length penalty (through G's synthesis cloned with it), plus both values, on tiny networks."""
+  from genjax.gan.regularizers import r1_penalty
+  from genjax.gan.stylegan2 import path_length_penalty, path_lengths
+
+  generator, discriminator = _generator(), _discriminator(num_classes=0)
+  labels = jnp.array([0, 1, 2, 1])
+  z = jax.random.normal(jax.random.key(10), (4, 32))
+  real = jax.random.normal(jax.random.key(11), (4, 16, 16, 3))
+  g_variables = generator.init(jax.random.key(12), z, labels)
+  d_params = discriminator.init(jax.random.key(13), real)["params"]
+  ws = generator.apply(g_variables, z, labels, method="map")
+  pl_generator = generator.clone(differentiated_twice=True)
+  r1_discriminator = discriminator.clone(differentiated_twice=True)
+
+  def r1(d_params):
+    return r1_penalty(lambda x: r1_discriminator.apply({"params": d_params}, x), real)
+
+  def path_length(g_params):
+    variables = {**g_variables, "params": g_params}
+    synthesize = lambda w: pl_generator.apply(variables, w, "const", method="synthesize")
+    lengths = path_lengths(synthesize, ws, jax.random.key(14))
+    return path_length_penalty(lengths, jnp.asarray(0.5), 0.01)[0]
+
+  return (
+    jax.jit(jax.value_and_grad(r1))(d_params),
+    jax.jit(jax.value_and_grad(path_length))(g_variables["params"]),
+  )
+
+
+def test_second_order_calls_equal_lax_in_value_and_gradients(monkeypatch):
+  """On CPU the second-order calls (R1's D, path length's G) run their convolutions as matmuls
+  (patches, and the transposed convolution's four matmuls); their values and parameter gradients
+  must equal those of lax's convolutions (what GPUs and TPUs run) to rtol 1e-4, with an absolute
+  floor of 1e-5 of each leaf's largest gradient."""
+  from genjax.models import conv
+
+  matmuls = _second_order_gradients()
+  monkeypatch.setattr(networks, "uses_matmul_formulations", lambda: False)
+  monkeypatch.setattr(conv, "uses_matmul_formulations", lambda: False)
+  lax = _second_order_gradients()
+  for (value, grads), (expected_value, expected_grads) in zip(matmuls, lax, strict=True):
+    assert float(expected_value) > 0
+    np.testing.assert_allclose(value, expected_value, rtol=1e-4)
+    for leaf, expected in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), strict=True):
+      np.testing.assert_allclose(
+        leaf, expected, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected).max()) + 1e-12
+      )
+
+
 # --- training -------------------------------------------------------------------------------------
 
 
@@ -442,13 +493,22 @@ def test_path_length_every_step_joins_the_generator_update(load, tmp_path):
   phase): one G optimizer update per step, the penalty logged on every step."""
   from conftest import train_on_synthetic_data
 
-  config = load("stylegan2_mnist.py:tiny", **{
-    "data.name": "synthetic_images", "data.synthetic_shape": (32, 32, 1),
-    "data.num_examples": 64, "model.pl_interval": 1, "model.r1_gamma": 0.0,
-  })
+  config = load(
+    "stylegan2_mnist.py:tiny",
+    **{
+      "data.name": "synthetic_images",
+      "data.synthetic_shape": (32, 32, 1),
+      "data.num_examples": 64,
+      "model.pl_interval": 1,
+      "model.r1_gamma": 0.0,
+    },
+  )
   experiment, _, state, metrics = train_on_synthetic_data(config, tmp_path, steps=2)
   experiment.checkpointer.close()
   assert metrics["pl_penalty"] > 0 and metrics["pl_mean"] > 0
-  counts = {int(leaf) for leaf in jax.tree.leaves(state.opt_state["generator"])
-            if getattr(leaf, "dtype", None) == jnp.int32 and leaf.ndim == 0}
+  counts = {
+    int(leaf)
+    for leaf in jax.tree.leaves(state.opt_state["generator"])
+    if getattr(leaf, "dtype", None) == jnp.int32 and leaf.ndim == 0
+  }
   assert counts == {2}

@@ -5,15 +5,18 @@ True on XLA:CPU. There, `conv_general_dilated` (lax's signature and values) comp
 NHWC convolution (no dilation, no groups) as matmuls, differentiable in forward and reverse mode
 to any order; everything else, stride-1 convolutions included, is lax's convolution:
 
-- stride > 1, kernel a multiple of the stride, and the kernel gradient itself differentiated
-  (differentiated_twice, e.g. a gradient penalty or R1): im2col after a space-to-depth
-  (`_im2col_conv`), one matmul of the stacked patches with w.reshape(kh kw C, O). The patches
-  take kh kw / (sh sw) times the input's memory (4x for the 4x4 stride-2 convolutions of DCGAN).
-  First-order gradients do not gain from it (lax's strided convolutions are faster there), so
-  strided convolutions differentiated only once go to lax, as do all other strided ones.
-- `transposed_conv_4x4`, PyTorch's ConvTranspose2d(4, 2, 1): four matmuls and an overlap-add
+- stride > 1 and the kernel gradient itself differentiated (differentiated_twice, e.g. a
+  gradient penalty or R1): im2col, one matmul of the stacked patches with w.reshape(kh kw C, O),
+  after a space-to-depth when the kernel is a multiple of the stride (`_im2col_conv`), else from
+  kh kw strided slices (`patches_conv`; StyleGAN2's 3x3 stride-2 convolutions, whose R1
+  step gains 3-7x). The patches take about kh kw / (sh sw) times the input's memory (4x for the
+  4x4 stride-2 convolutions of DCGAN). First-order gradients do not gain from it (lax's strided
+  convolutions are 1.5-4x faster there), so strided convolutions differentiated only once go to
+  lax.
+- stride-2 transposed convolutions with kernels up to 4x4 (`transposed_conv_full`, and
+  `transposed_conv_4x4`, PyTorch's ConvTranspose2d(4, 2, 1)): four matmuls and an overlap-add
   (`_by_patch_matmul`), whose gradients are matmuls, pads and slices too, as XLA:CPU's gradient of
-  a transposed convolution is slow; elsewhere lax.conv_transpose.
+  a transposed convolution is slow; elsewhere lax's convolution of the dilated input.
 
 Stride-1 convolutions had a custom JVP whose kernel gradient was per-tap matmuls while XLA:CPU
 ran convolutions through YNNPACK; with genjax.backend's XLA flags (no YNNPACK convolutions) lax's
@@ -68,18 +71,50 @@ def conv_general_dilated(
     and precision is None
     and preferred_element_type is None
     and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape)
-    # im2col's space-to-depth: kernel [kh, kw, C, O] a multiple of the strides
-    and all(size % int(stride) == 0 for size, stride in zip(rhs.shape[:2], window_strides))
   )
   if not plain:
     return jax.lax.conv_general_dilated(
-      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-      feature_group_count, batch_group_count, precision, preferred_element_type,
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+      precision,
+      preferred_element_type,
     )
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   pads = tuple((int(low), int(high)) for low, high in padding)
-  return _im2col_conv(lhs, rhs, tuple(int(s) for s in window_strides), pads)
+  strides = tuple(int(s) for s in window_strides)
+  if all(size % stride == 0 for size, stride in zip(rhs.shape[:2], strides)):
+    return _im2col_conv(lhs, rhs, strides, pads)
+  return patches_conv(lhs, rhs, strides, pads)
+
+
+def patches_conv(x: jax.Array, w: jax.Array, strides: tuple[int, int], pads: tuple) -> jax.Array:
+  """conv(x [B, H, W, C], w [kh, kw, C, O]) -> [B, P, Q, O] as one matmul of the stacked
+  patches [B, P, Q, kh kw C] (kh kw strided slices of the padded x) with w [kh kw C, O], any
+  stride. For strided kernels that are not a multiple of the strides, where `_im2col_conv`'s
+  space-to-depth does not apply, and for every convolution of StyleGAN2's second-order calls
+  (R1, path length), stride 1 included: inside a whole training step XLA:CPU's kernel gradients
+  of those were up to 10x slower than these matmuls (genjax.models.stylegan2)."""
+  kh, kw, _, out_channels = w.shape
+  (sh, sw), ((top, bottom), (left, right)) = strides, pads
+  x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  out_h, out_w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  patches = jnp.concatenate(
+    [
+      x[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
+      for i in range(kh)
+      for j in range(kw)
+    ],
+    axis=-1,
+  )
+  return jnp.einsum("bpqk,ko->bpqo", patches, w.reshape(-1, out_channels))
 
 
 def _im2col_conv(x: jax.Array, w: jax.Array, strides: tuple[int, int], pads: tuple) -> jax.Array:
@@ -129,21 +164,38 @@ def _is_nhwc(dimension_numbers, lhs_shape, rhs_shape) -> bool:
 def transposed_conv_4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Up-sampling by 2, PyTorch's ConvTranspose2d(4, 2, 1): x [B, H, W, C_in] and kernel
   [4, 4, C_in, F] -> [B, 2H, 2W, F] with, per spatial axis,
-    out[2i + k - 1] += x[i] w[k].
-  Matmuls on CPU (`_by_patch_matmul`); elsewhere lax's transposed convolution, which correlates
-  the 2x-dilated input, padded by 2, with the spatially flipped kernel."""
+    out[2i + k - 1] += x[i] w[k],
+  i.e. `transposed_conv_full` without its first and last row and column."""
+  height, width = x.shape[1:3]
+  return transposed_conv_full(x, kernel)[:, 1 : 2 * height + 1, 1 : 2 * width + 1]
+
+
+def transposed_conv_full(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The uncropped stride-2 transposed convolution: x [B, H, W, C_in] and kernel [k, k, C_in, F]
+  with k <= 4 -> [B, 2H + 2, 2W + 2, F] with, per spatial axis,
+    out[2i + t] += x[i] w[t]   (t < k; rows 2H + k - 1 and after are zero).
+  Matmuls on CPU (`_by_patch_matmul`), whose gradients of every order are matmuls, pads and
+  slices: XLA:CPU's own transposed convolution, and its kernel gradient above all, is 5-20x
+  slower (StyleGAN2's 3x3 up-convolutions). Elsewhere lax's convolution of the 2x-dilated
+  input with the flipped kernel."""
+  size = kernel.shape[0]
+  if size > 4 or kernel.shape[1] != size:
+    raise ValueError(
+      f"transposed_conv_full needs a square kernel of size <= 4, got {kernel.shape}."
+    )
   if uses_matmul_formulations():
-    return _by_patch_matmul(x, kernel)
-  return jax.lax.conv_transpose(
-    x, kernel[::-1, ::-1], (2, 2), ((2, 2), (2, 2)), dimension_numbers=_NHWC
+    return _by_patch_matmul(jnp.pad(kernel, ((0, 4 - size), (0, 4 - size), (0, 0), (0, 0))), x)
+  pads = ((size - 1, 3), (size - 1, 3))  # the dilated 2H - 1, padded, less k - 1: 2H + 2
+  return jax.lax.conv_general_dilated(
+    x, kernel[::-1, ::-1], (1, 1), pads, lhs_dilation=(2, 2), dimension_numbers=_NHWC
   )
 
 
-def _by_patch_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Kernel tap k = 2 h + a (h, a in {0, 1}) sends x[r] to row 2 (r + h) + a of the uncropped
-  output [2H + 2]: with the output in 2x2 blocks, x @ w[h, :, g, :] [C_in, (a, b, F)] lands on
-  block (r + h, s + g). Four matmuls, four shifted adds, one depth-to-space; the padding of 1
-  crops one row and column on each side."""
+def _by_patch_matmul(kernel: jax.Array, x: jax.Array) -> jax.Array:
+  """`transposed_conv_full` for a 4x4 kernel: tap t = 2 h + a (h, a in {0, 1}) sends x[r] to row
+  2 (r + h) + a of the output [2H + 2]: with the output in 2x2 blocks, x @ w[h, :, g, :]
+  [C_in, (a, b, F)] lands on block (r + h, s + g). Four matmuls, four shifted adds, one
+  depth-to-space."""
   batch, height, width, channels = x.shape
   features = kernel.shape[-1]
   taps = kernel.reshape(2, 2, 2, 2, channels, features)  # [h, a, g, b, C_in, F]
@@ -153,8 +205,7 @@ def _by_patch_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
       weights = taps[h, :, g].transpose(2, 0, 1, 3).reshape(channels, 4 * features)
       patch = jnp.einsum("bhwc,ck->bhwk", x, weights).reshape(batch, height, width, 2, 2, features)
       blocks = blocks + jnp.pad(patch, ((0, 0), (h, 1 - h), (g, 1 - g), (0, 0), (0, 0), (0, 0)))
-  full = blocks.transpose(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height + 2, 2 * width + 2, features)
-  return full[:, 1 : 2 * height + 1, 1 : 2 * width + 1]
+  return blocks.transpose(0, 1, 3, 2, 4, 5).reshape(batch, 2 * height + 2, 2 * width + 2, features)
 
 
 def Conv(*args, differentiated_twice: bool = True, **kwargs) -> nn.Conv:

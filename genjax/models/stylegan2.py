@@ -52,7 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax.models.conv import conv_general_dilated
+from genjax.backend import uses_matmul_formulations
+from genjax.models.conv import conv_general_dilated, patches_conv, transposed_conv_full
 
 LEAKY_SLOPE = 0.2
 LEAKY_GAIN = math.sqrt(2.0)  # the gain that keeps leaky ReLU variance-preserving
@@ -123,29 +124,42 @@ def downsample2d(x: jax.Array) -> jax.Array:
   return _fir(x, (1, 1), stride=2)
 
 
-def _correlate(x: jax.Array, kernel: jax.Array, pad: tuple[int, int], stride: int = 1) -> jax.Array:
-  return conv_general_dilated(x, kernel, (stride, stride), (pad, pad), dimension_numbers=_NHWC)
+def _correlate(
+  x: jax.Array,
+  kernel: jax.Array,
+  pad: tuple[int, int],
+  stride: int = 1,
+  differentiated_twice: bool = False,
+) -> jax.Array:
+  """Correlation of x [B, H, W, C_in] with kernel [k, k, C_in, C_out], zero-padded by pad on
+  both spatial axes. differentiated_twice: the call is differentiated to second order (R1, path
+  length), which on CPU makes a k > 1 correlation one matmul of patches
+  (genjax.models.conv.patches_conv; 3-10x faster there than XLA:CPU's second-order convolutions
+  in a whole step, and slower in first order, so only then)."""
+  if differentiated_twice and kernel.shape[0] > 1 and uses_matmul_formulations():
+    return patches_conv(x, kernel, (stride, stride), (pad, pad))
+  return conv_general_dilated(
+    x, kernel, (stride, stride), (pad, pad), dimension_numbers=_NHWC, differentiated_twice=False
+  )
 
 
 def conv_up(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The upsampling 3x3 convolution [B, H, W, C_in] -> [B, 2H, 2W, C_out]: the stride-2
   transposed convolution out[n] = sum_i x[i] kernel[n - 2i] (per axis; length 2H + 1), then the
-  filter (gain 4) padded (1, 1). kernel [k, k, C_in, C_out]."""
-  size = kernel.shape[0]
-  # Zero insertion followed by a stride-1 correlation with the flipped kernel is the transposed
-  # convolution; the trailing zero row/column adds one output that the filter's padding drops.
-  full = _correlate(_zero_insert(x), kernel[::-1, ::-1], (size - 1, size - 1))
-  return _fir(full, (1, 0), gain=4.0)
+  filter (gain 4) padded (1, 1). kernel [k, k, C_in, C_out], k <= 4."""
+  # transposed_conv_full's trailing zero row/column adds one output that the filter's padding
+  # drops.
+  return _fir(transposed_conv_full(x, kernel), (1, 0), gain=4.0)
 
 
-def conv_down(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def conv_down(x: jax.Array, kernel: jax.Array, differentiated_twice: bool = False) -> jax.Array:
   """The downsampling convolution [B, H, W, C_in] -> [B, H/2, W/2, C_out]: a 1x1 kernel after
   downsample2d; a k x k kernel (k > 1) after the filter padded (k//2 + 1, k//2 + 1), as a
-  stride-2 valid correlation."""
+  stride-2 valid correlation (see `_correlate` for differentiated_twice)."""
   if kernel.shape[0] == 1:
     return _correlate(downsample2d(x), kernel, (0, 0))
   pad = kernel.shape[0] // 2 + 1
-  return _correlate(_fir(x, (pad, pad)), kernel, (0, 0), stride=2)
+  return _correlate(_fir(x, (pad, pad)), kernel, (0, 0), 2, differentiated_twice)
 
 
 class Dense(nn.Module):
@@ -172,7 +186,8 @@ class Dense(nn.Module):
 
 class Conv(nn.Module):
   """Equalised convolution (weight [k, k, C_in, C_out] ~ N(0, 1), times 1 / sqrt(k^2 C_in)),
-  "same" padding, or downsampling by 2 (`down`), then bias_act with `gain`."""
+  "same" padding, or downsampling by 2 (`down`; `conv_down` for differentiated_twice), then
+  bias_act with `gain`."""
 
   features: int
   kernel_size: int
@@ -180,6 +195,7 @@ class Conv(nn.Module):
   down: bool = False
   use_bias: bool = True
   conv_clamp: float = 0.0
+  differentiated_twice: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, gain: float = 1.0) -> jax.Array:
@@ -187,23 +203,34 @@ class Conv(nn.Module):
     weight = self.param("weight", _unit_normal, (size, size, x.shape[-1], self.features))
     weight = weight / math.sqrt(size * size * x.shape[-1])
     if self.down:
-      y = conv_down(x, weight)
+      y = conv_down(x, weight, self.differentiated_twice)
     else:
-      y = _correlate(x, weight, (size // 2, size // 2))
+      y = _correlate(
+        x, weight, (size // 2, size // 2), differentiated_twice=self.differentiated_twice
+      )
     bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
     return bias_act(y, bias, self.activation, gain, self.conv_clamp)
 
 
 def modulated_conv(
-  x: jax.Array, weight: jax.Array, styles: jax.Array, demodulate: bool = True, up: bool = False
+  x: jax.Array,
+  weight: jax.Array,
+  styles: jax.Array,
+  demodulate: bool = True,
+  up: bool = False,
+  differentiated_twice: bool = False,
 ) -> jax.Array:
   """conv(x * s, weight) * d: x [B, H, W, C_in], weight [k, k, C_in, C_out], styles s [B, C_in];
   d[b, o] = 1 / sqrt(sum_{c, kh, kw} (s[b, c] weight[kh, kw, c, o])^2 + 1e-8) with `demodulate`,
   else 1. Scaling the input and output instead of the weights per example is the official
-  non-fused form: one convolution with the shared weights for the whole batch. up: `conv_up`."""
+  non-fused form: one convolution with the shared weights for the whole batch. up: `conv_up`;
+  differentiated_twice: see `_correlate`."""
   size = weight.shape[0]
   x = x * styles[:, None, None, :]
-  x = conv_up(x, weight) if up else _correlate(x, weight, (size // 2, size // 2))
+  if up:
+    x = conv_up(x, weight)
+  else:
+    x = _correlate(x, weight, (size // 2, size // 2), differentiated_twice=differentiated_twice)
   if not demodulate:
     return x
   demodulation = jax.lax.rsqrt(jnp.square(styles) @ jnp.sum(jnp.square(weight), (0, 1)) + 1e-8)
@@ -225,12 +252,15 @@ class SynthesisLayer(nn.Module):
   resolution: int
   up: bool = False
   conv_clamp: float = 0.0
+  differentiated_twice: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, w: jax.Array, noise_mode: str) -> jax.Array:
     styles = Dense(x.shape[-1], bias_init=1.0, name="affine")(w)  # [B, C_in]
     weight = self.param("weight", _unit_normal, (3, 3, x.shape[-1], self.features))
-    x = modulated_conv(x, weight, styles, up=self.up)
+    x = modulated_conv(
+      x, weight, styles, up=self.up, differentiated_twice=self.differentiated_twice
+    )
     noise_const = self.variable(
       "buffers",
       "noise_const",
@@ -287,6 +317,7 @@ class SynthesisNetwork(nn.Module):
   channel_base: int
   channel_max: int
   conv_clamp: float = 0.0
+  differentiated_twice: bool = False  # see `_correlate`
 
   @nn.compact
   def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
@@ -300,19 +331,19 @@ class SynthesisNetwork(nn.Module):
     w_index = 0  # the block's first w; its toRGB reads w_index + (number of its convolutions)
     for res in block_resolutions(self.resolution):
       features = channels_at(res, self.channel_base, self.channel_max)
-      clamp = self.conv_clamp
+      common = {"conv_clamp": self.conv_clamp, "differentiated_twice": self.differentiated_twice}
       if x is None:
         const = self.param("const", _unit_normal, (res, res, features))
         x = jnp.broadcast_to(const, (ws.shape[0], *const.shape))
-        layers = [SynthesisLayer(features, res, conv_clamp=clamp, name=f"b{res}_conv1")]
+        layers = [SynthesisLayer(features, res, **common, name=f"b{res}_conv1")]
       else:
         layers = [
-          SynthesisLayer(features, res, up=True, conv_clamp=clamp, name=f"b{res}_conv0"),
-          SynthesisLayer(features, res, conv_clamp=clamp, name=f"b{res}_conv1"),
+          SynthesisLayer(features, res, up=True, **common, name=f"b{res}_conv0"),
+          SynthesisLayer(features, res, **common, name=f"b{res}_conv1"),
         ]
       for offset, layer in enumerate(layers):
         x = layer(x, ws[:, w_index + offset], noise_mode)
-      rgb = ToRGB(self.channels, conv_clamp=clamp, name=f"b{res}_torgb")(
+      rgb = ToRGB(self.channels, conv_clamp=self.conv_clamp, name=f"b{res}_torgb")(
         x, ws[:, w_index + len(layers)]
       )
       image = rgb if image is None else upsample2d(image) + rgb
@@ -372,13 +403,19 @@ class StyleGAN2Generator(nn.Module):
   mapping_layers: int = 8
   mapping_lr: float = 0.01
   conv_clamp: float = 0.0
+  differentiated_twice: bool = False  # the synthesis network's; see `_correlate`
 
   def setup(self):
     self.mapping = MappingNetwork(
       self.w_dim, self.mapping_layers, self.num_classes, self.mapping_lr, track_w_avg=True
     )
     self.synthesis = SynthesisNetwork(
-      self.resolution, self.channels, self.channel_base, self.channel_max, self.conv_clamp
+      self.resolution,
+      self.channels,
+      self.channel_base,
+      self.channel_max,
+      self.conv_clamp,
+      self.differentiated_twice,
     )
 
   @property
@@ -426,7 +463,10 @@ def minibatch_std(x: jax.Array, group_size: int, num_channels: int = 1) -> jax.A
 
 class StyleGAN2Discriminator(nn.Module):
   """D(x [B, R, R, channels], labels [B] or None) -> logits [B]. update_stats is accepted for the
-  GAN family's interface (this network has no batch statistics or spectral norm)."""
+  GAN family's interface (this network has no batch statistics or spectral norm).
+  differentiated_twice: the call is differentiated to second order (R1), which changes how its
+  convolutions are computed on CPU, not their values (`_correlate`); the parameters are the
+  same, so one D can be cloned with it for the R1 term only."""
 
   resolution: int
   num_classes: int = 0
@@ -437,6 +477,7 @@ class StyleGAN2Discriminator(nn.Module):
   mbstd_channels: int = 1
   mapping_layers: int = 8  # of the label mapping (conditional only)
   conv_clamp: float = 0.0
+  differentiated_twice: bool = False
 
   @nn.compact
   def __call__(
@@ -447,7 +488,7 @@ class StyleGAN2Discriminator(nn.Module):
       raise ValueError(
         f"Unknown discriminator architecture {self.architecture!r}; use resnet or orig."
       )
-    clamp, half = self.conv_clamp, math.sqrt(0.5)
+    clamp, half, twice = self.conv_clamp, math.sqrt(0.5), self.differentiated_twice
     if self.resolution < 8:
       raise ValueError(
         f"The StyleGAN2 discriminator needs a resolution >= 8, got {self.resolution}."
@@ -461,15 +502,25 @@ class StyleGAN2Discriminator(nn.Module):
       shortcut = None
       if self.architecture == "resnet":
         shortcut = Conv(out, 1, down=True, use_bias=False, name=f"b{res}_skip")(h, gain=half)
-      h = Conv(tmp, 3, "lrelu", conv_clamp=clamp, name=f"b{res}_conv0")(h)
+      h = Conv(tmp, 3, "lrelu", conv_clamp=clamp, differentiated_twice=twice, name=f"b{res}_conv0")(
+        h
+      )
       gain = half if shortcut is not None else 1.0
-      h = Conv(out, 3, "lrelu", down=True, conv_clamp=clamp, name=f"b{res}_conv1")(h, gain=gain)
+      h = Conv(
+        out,
+        3,
+        "lrelu",
+        down=True,
+        conv_clamp=clamp,
+        differentiated_twice=twice,
+        name=f"b{res}_conv1",
+      )(h, gain=gain)
       if shortcut is not None:
         h = shortcut + h
     base = channels(4)
     if self.mbstd_channels:
       h = minibatch_std(h, self.mbstd_group_size, self.mbstd_channels)
-    h = Conv(base, 3, "lrelu", conv_clamp=clamp, name="b4_conv")(h)
+    h = Conv(base, 3, "lrelu", conv_clamp=clamp, differentiated_twice=twice, name="b4_conv")(h)
     h = Dense(base, "lrelu", name="b4_fc")(h.reshape(h.shape[0], -1))
     if not self.num_classes:
       return Dense(1, name="b4_out")(h)[:, 0]
