@@ -54,6 +54,7 @@ import importlib.util
 import io
 import json
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -432,7 +433,13 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
   fixed_z = torch.randn(1000, args.latent_dim, generator=torch.Generator().manual_seed(1))
   checks = {int(step) for step in args.checks.split(",")}
   args.out.mkdir(parents=True, exist_ok=True)
+  timed_from = None  # the training seconds of whole 16-step cycles after the first (warm-up) one
+  training_seconds = 0.0
   for step in range(args.steps):
+    if step == 16:
+      timed_from = step
+      training_seconds = 0.0
+    started = time.perf_counter()
     real = torch.from_numpy(images[rng.integers(0, len(images), args.batch_size)])
     for name, module, optimizer, interval in phases:
       if step % interval:
@@ -447,6 +454,11 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
         if parameter.grad is not None:
           torch.nan_to_num(parameter.grad, nan=0, posinf=1e5, neginf=-1e5, out=parameter.grad)
       optimizer.step()
+    training_seconds += time.perf_counter() - started
+    if timed_from is not None and (step + 1 - timed_from) % 16 == 0:
+      cycles_steps = step + 1 - timed_from
+      print(f"steps {timed_from + 1}-{step + 1}: {training_seconds / cycles_steps:.3f} s per step, "
+            f"{args.batch_size * cycles_steps / training_seconds:.1f} images/s", flush=True)
     if step + 1 in checks:
       with torch.no_grad():
         samples = torch.cat([generator(z, torch.zeros([len(z), 0]), noise_mode="const")
