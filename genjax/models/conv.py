@@ -175,7 +175,7 @@ def transposed_conv_full(x: jax.Array, kernel: jax.Array) -> jax.Array:
   with k <= 4 -> [B, 2H + 2, 2W + 2, F] with, per spatial axis,
     out[2i + t] += x[i] w[t]   (t < k; rows 2H + k - 1 and after are zero).
   Matmuls on CPU (`_by_patch_matmul`), whose gradients of every order are matmuls, pads and
-  slices: XLA:CPU's own transposed convolution, and its kernel gradient above all, is 5-20x
+  slices: XLA:CPU's own transposed convolution, and its kernel gradient above all, is 10-25x
   slower (StyleGAN2's 3x3 up-convolutions). Elsewhere lax's convolution of the 2x-dilated
   input with the flipped kernel."""
   size = kernel.shape[0]
@@ -184,14 +184,14 @@ def transposed_conv_full(x: jax.Array, kernel: jax.Array) -> jax.Array:
       f"transposed_conv_full needs a square kernel of size <= 4, got {kernel.shape}."
     )
   if uses_matmul_formulations():
-    return _by_patch_matmul(jnp.pad(kernel, ((0, 4 - size), (0, 4 - size), (0, 0), (0, 0))), x)
+    return _by_patch_matmul(x, jnp.pad(kernel, ((0, 4 - size), (0, 4 - size), (0, 0), (0, 0))))
   pads = ((size - 1, 3), (size - 1, 3))  # the dilated 2H - 1, padded, less k - 1: 2H + 2
   return jax.lax.conv_general_dilated(
     x, kernel[::-1, ::-1], (1, 1), pads, lhs_dilation=(2, 2), dimension_numbers=_NHWC
   )
 
 
-def _by_patch_matmul(kernel: jax.Array, x: jax.Array) -> jax.Array:
+def _by_patch_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """`transposed_conv_full` for a 4x4 kernel: tap t = 2 h + a (h, a in {0, 1}) sends x[r] to row
   2 (r + h) + a of the output [2H + 2]: with the output in 2x2 blocks, x @ w[h, :, g, :]
   [C_in, (a, b, F)] lands on block (r + h, s + g). Four matmuls, four shifted adds, one
