@@ -73,7 +73,9 @@ def history_rows(records) -> dict[int, dict]:
 
 
 def run_files(workdir: Path, run_id: str) -> list[Path]:
-  return sorted((workdir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+  """The run file of each offline-run folder of run_id: a resumed run writes its own folder, named
+  offline-run-<second>-<id>, with "-1", "-2"... added when it starts in the same second."""
+  return sorted((workdir / "wandb").glob(f"offline-run-*-{run_id}*/run-{run_id}.wandb"))
 
 
 def test_wandb_logs_the_scalars_of_metrics_jsonl_and_a_resumed_run_continues_it(
