@@ -9,8 +9,10 @@ negative ELBO and the IWAE bound with k = 1000.
   python -m genjax.main --config=configs/conv_vae_mnist.py --workdir=/tmp/conv_vae_mnist
   python -m genjax.main --config=configs/conv_vae_mnist.py:tiny --workdir=/tmp/conv_vae_tiny  # ~1 min
 
-Expected: grey-level NLLs are not comparable with binarized-MNIST numbers; no reference run is
-recorded in the README yet.
+Grey-level NLLs are not comparable with binarized-MNIST numbers. Measured (README, Results; 2-core
+AMD EPYC with AVX-512): with --config.training.max_train_minutes=25 --config.eval.iwae_samples=100,
+16,000 steps, test NLL 735.6 nats (IWAE, k = 100; 1.354 bits/dim), negative ELBO 756.4; Inception
+FID 47.5 of 1,000 samples against 1,000 test images.
 """
 
 from genjax.families import family_config
