@@ -9,6 +9,8 @@ reference ops), written by scripts/stylegan2_reference.py --mode=fixture.
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -512,3 +514,51 @@ def test_path_length_every_step_joins_the_generator_update(load, tmp_path):
     if getattr(leaf, "dtype", None) == jnp.int32 and leaf.ndim == 0
   }
   assert counts == {2}
+
+
+def test_style_spread_falls_when_the_affine_biases_grow():
+  """scripts/stylegan2_style_spread.py: styles' spread over z relative to their size, per layer."""
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+  from stylegan2_style_spread import style_spread
+
+  generator = networks.StyleGAN2Generator(
+    16, 1, w_dim=32, channel_base=256, channel_max=16, mapping_layers=2
+  )
+  z = jax.random.normal(jax.random.key(1), (512, 32))
+  variables = generator.init(jax.random.key(0), z[:2])
+  initial = style_spread(generator, variables, z)
+  assert sorted(initial["layers"]) == [
+    "b16_conv0",
+    "b16_conv1",
+    "b16_torgb",
+    "b4_conv1",
+    "b4_torgb",
+    "b8_conv0",
+    "b8_conv1",
+    "b8_torgb",
+  ]
+  for layer in initial["layers"].values():  # A(w): bias 1, a weight part with w's spread
+    assert 0.8 < layer["std"] / initial["w_std"] < 1.2 and 0.8 < layer["abs_mean"] < 1.5, layer
+  grown = jax.tree_util.tree_map_with_path(
+    lambda path, v: v + 4.0 if [p.key for p in path[-2:]] == ["affine", "bias"] else v, variables
+  )
+  after = style_spread(generator, grown, z)
+  assert after["w_std"] == initial["w_std"]
+  for name, layer in after["layers"].items():
+    before = initial["layers"][name]
+    np.testing.assert_allclose(layer["std"], before["std"], atol=2e-4)
+    np.testing.assert_allclose(layer["abs_mean"], before["abs_mean"] + 4.0, atol=0.2)
+    assert layer["relative_spread"] < 0.25 * before["relative_spread"] + 0.05
+  # A layer whose styles ignore w (zero weight) but differ between channels has no spread over z.
+  frozen = jax.tree_util.tree_map_with_path(
+    lambda path, v: (
+      jnp.zeros_like(v)
+      if [p.key for p in path[-3:]] == ["b8_conv0", "affine", "weight"]
+      else jnp.linspace(0.5, 2.5, v.size)
+      if [p.key for p in path[-3:]] == ["b8_conv0", "affine", "bias"]
+      else v
+    ),
+    variables,
+  )
+  layer = style_spread(generator, frozen, z)["layers"]["b8_conv0"]
+  assert layer["std"] < 1e-6 and layer["relative_spread"] < 1e-6 and layer["abs_mean"] == 1.5
