@@ -4,8 +4,9 @@ Each synthesis layer modulates its input channels by styles s = A(w) (an affine 
 initialised to 1), and weight demodulation cancels any common scale of s. So what carries z into
 a conv layer's output is the spread of s over z relative to its size: `relative_spread`, the mean
 over channels of std_z(s) divided by the mean over channels of |mean_z(s)|. At initialisation it is
-0.6-0.8 in every layer (0.75-0.87 for stylegan2_mnist's generator). A generator that stops depending on z can let it fall by growing the
-affine biases. toRGB layers are not demodulated, so there s's overall scale matters too.
+0.6-0.8 in every layer (0.75-0.87 for stylegan2_mnist's generator). A generator that stops
+depending on z can let it fall by growing the affine biases. toRGB layers are not demodulated, so
+there s's overall scale matters too.
 
   GENJAX_DATA_DIR=../shared/data/mnist python scripts/stylegan2_style_spread.py \
       --config=configs/stylegan2_mnist.py --workdir=workdirs/stylegan2_mnist [--step=N]
