@@ -8,9 +8,9 @@ to 5% over 4,000 steps: 30 minutes at about 0.43 s per step on the 2-core AMD EP
 the earlier 2-core EPYC took 1.8 s per step and fitted 1,000, and on a CPU that slow the time
 limit ends the run early in the schedule), gradient clipping at 1 and an EMA of 0.999 whose
 ramp-up ((1 + n) / (10 + n)) makes the early average follow the weights. 1000 linear-beta steps,
-epsilon loss. Samples: DPM-Solver++(2M) with 20 steps. Evaluation: MNIST-classifier FID and Inception-Score-style confidence (mnist_is) of 2,000
-samples against the training set, and the DDPM variational bound in bits/dim (20-term Monte Carlo
-estimate on 500 test images, 784 dims).
+epsilon loss. Samples: DPM-Solver++(2M) with 20 steps. Evaluation: MNIST-classifier FID and
+Inception-Score-style confidence (mnist_is) of 2,000 samples against the training set, and the DDPM
+variational bound in bits/dim (20-term Monte Carlo estimate on 500 test images, 784 dims).
 
   # 30 min of training on the 2-core CPU, then evaluation and grids:
   python -m genjax.main --config=configs/ddpm_mnist_fast.py --workdir=workdirs/ddpm_mnist_fast
