@@ -11,10 +11,11 @@ there s's overall scale matters too.
   GENJAX_DATA_DIR=../shared/data/mnist python scripts/stylegan2_style_spread.py \
       --config=configs/stylegan2_mnist.py --workdir=workdirs/stylegan2_mnist [--step=N]
 
-Prints one JSON line each for the freshly initialised generator (the config's seed), the restored
-raw generator and its EMA (the latest checkpoint, or --step): per layer, std over z and |mean| over
-z of its styles (averaged over channels) and their ratio, plus w's spread and the images' per-pixel
-std over z (constant noise), for --num_z latents of --seed.
+Prints (genjax.gan.stylegan2.style_spread) one JSON line each for the freshly initialised
+generator (the config's seed), the restored raw generator and its EMA (the latest checkpoint, or
+--step): per layer, std over z and |mean| over z of its styles (averaged over channels) and their
+ratio, plus w's spread and the images' per-pixel std over z (constant noise), for --num_z latents
+of --seed.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from __future__ import annotations
 import json
 
 import jax
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
 from genjax import trainer
 from genjax.families.stylegan2 import G_BUFFERS
+from genjax.gan.stylegan2 import style_spread
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A StyleGAN2 config, path[:arg].")
 _WORKDIR = flags.DEFINE_string(
@@ -36,37 +37,6 @@ _WORKDIR = flags.DEFINE_string(
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _NUM_Z = flags.DEFINE_integer("num_z", 256, "Latents to measure the spread over.")
 _SEED = flags.DEFINE_integer("seed", 7, "Seed of the latents.")
-
-
-def style_spread(generator, variables, z: jax.Array) -> dict:
-  """{"w_std", "image_std", "layers": {name: {"std", "abs_mean", "relative_spread"}}} of the
-  generator (StyleGAN2Generator) with `variables` ({"params", "buffers"}) over latents z
-  [N, z_dim]: std over z averaged over dimensions (w, pixels) or channels (each layer's styles)."""
-  ws = generator.apply(variables, z, method="map")
-  images, captured = generator.apply(
-    variables,
-    ws,
-    method="synthesize",
-    noise_mode="const",
-    capture_intermediates=True,
-    mutable=["intermediates"],
-  )
-  layers = {}
-  for name, layer in captured["intermediates"]["synthesis"].items():
-    if "affine" in layer:
-      (styles,) = layer["affine"]["__call__"]  # [N, in_channels]
-      styles = np.asarray(styles)
-      std, abs_mean = float(styles.std(0).mean()), float(np.abs(styles.mean(0)).mean())
-      layers[name] = {
-        "std": round(std, 4),
-        "abs_mean": round(abs_mean, 4),
-        "relative_spread": round(std / abs_mean, 4),
-      }
-  return {
-    "w_std": round(float(np.asarray(ws[:, 0]).std(0).mean()), 4),
-    "image_std": round(float(np.asarray(images).std(0).mean()), 4),
-    "layers": layers,
-  }
 
 
 def main(argv):

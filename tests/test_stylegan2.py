@@ -9,8 +9,6 @@ reference ops), written by scripts/stylegan2_reference.py --mode=fixture.
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -517,9 +515,9 @@ def test_path_length_every_step_joins_the_generator_update(load, tmp_path):
 
 
 def test_style_spread_falls_when_the_affine_biases_grow():
-  """scripts/stylegan2_style_spread.py: styles' spread over z relative to their size, per layer."""
-  sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-  from stylegan2_style_spread import style_spread
+  """genjax.gan.stylegan2.style_spread (scripts/stylegan2_style_spread.py): styles' spread over z
+  relative to their size, per layer."""
+  from genjax.gan.stylegan2 import style_spread
 
   generator = networks.StyleGAN2Generator(
     16, 1, w_dim=32, channel_base=256, channel_max=16, mapping_layers=2
