@@ -223,6 +223,36 @@ def test_equalised_learning_rate_scales():
   assert abs(float(jnp.var(out)) - 1.0) < 0.05
 
 
+def test_affine_learning_rate_changes_only_how_fast_the_styles_learn():
+  """model.affine_lr = m: the same generator function at initialisation (style biases at 1), and
+  the gradients of the stored style parameters m times the default's, so an Adam step (whose size
+  does not depend on the gradient's scale) moves the effective styles m times as far."""
+  z = jax.random.normal(jax.random.key(3), (3, 8))
+  images, gradients = {}, {}
+  for affine_lr in (1.0, 0.01):
+    generator = networks.StyleGAN2Generator(
+      8, 1, w_dim=8, channel_base=32, channel_max=4, mapping_layers=1, affine_lr=affine_lr
+    )
+    variables = generator.init(jax.random.key(0), z)
+    affine = variables["params"]["synthesis"]["b8_conv0"]["affine"]
+    np.testing.assert_allclose(affine["bias"] * affine_lr, 1.0, rtol=1e-6)
+    images[affine_lr] = generator.apply(variables, z)
+
+    def total(params, generator=generator, variables=variables):
+      return jnp.sum(generator.apply({**variables, "params": params}, z) ** 2)
+
+    gradients[affine_lr] = jax.grad(total)(variables["params"])["synthesis"]
+  np.testing.assert_allclose(images[0.01], images[1.0], atol=1e-5)
+  for layer in ("b4_conv1", "b8_conv0", "b8_torgb"):
+    for name in ("weight", "bias"):
+      default, slow = gradients[1.0][layer]["affine"][name], gradients[0.01][layer]["affine"][name]
+      assert float(jnp.max(jnp.abs(default))) > 1e-4
+      np.testing.assert_allclose(slow, 0.01 * default, rtol=1e-3, atol=1e-7)
+  np.testing.assert_allclose(  # the convolution weights learn as before
+    gradients[0.01]["b8_conv0"]["weight"], gradients[1.0]["b8_conv0"]["weight"], rtol=1e-3
+  )
+
+
 def _tiny_generator() -> tuple[networks.StyleGAN2Generator, dict]:
   generator = networks.StyleGAN2Generator(
     8, 1, w_dim=8, channel_base=32, channel_max=4, mapping_layers=1

@@ -92,6 +92,7 @@ def build_stylegan2(model, shape, num_classes, is_image):
     w_dim=model.w_dim,
     mapping_layers=model.mapping_layers,
     mapping_lr=model.mapping_lr,
+    affine_lr=model.affine_lr,
     **common,
   )
   discriminator = networks.StyleGAN2Discriminator(

@@ -69,6 +69,7 @@ def add_stylegan2_defaults(config: ml_collections.ConfigDict) -> None:
   model.channel_max = 512
   model.mapping_layers = 8
   model.mapping_lr = 0.01  # learning-rate multiplier of the mapping network
+  model.affine_lr = 1.0  # learning-rate multiplier of the style affines A(w) (official: 1)
   model.w_avg_beta = 0.995  # decay of the moving average of w (truncation's centre)
   model.conv_clamp = 0.0  # clamp convolution outputs to +-this (0 disables; official: 256)
   model.d_architecture = "resnet"  # "resnet" or "orig"

@@ -237,6 +237,12 @@ def modulated_conv(
   return x * demodulation[:, None, None, :]
 
 
+def _affine(features: int, lr_multiplier: float) -> Dense:
+  """The style layer A: w -> styles [B, features], biases starting at 1 whatever lr_multiplier
+  (stored as 1 / lr_multiplier), so lr_multiplier changes only how fast A learns."""
+  return Dense(features, lr_multiplier=lr_multiplier, bias_init=1.0 / lr_multiplier, name="affine")
+
+
 def _check_noise_mode(noise_mode: str) -> None:
   if noise_mode not in NOISE_MODES:
     raise ValueError(f"Unknown noise_mode {noise_mode!r}; use one of {', '.join(NOISE_MODES)}.")
@@ -253,10 +259,11 @@ class SynthesisLayer(nn.Module):
   up: bool = False
   conv_clamp: float = 0.0
   differentiated_twice: bool = False
+  affine_lr: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array, w: jax.Array, noise_mode: str) -> jax.Array:
-    styles = Dense(x.shape[-1], bias_init=1.0, name="affine")(w)  # [B, C_in]
+    styles = _affine(x.shape[-1], self.affine_lr)(w)  # [B, C_in]
     weight = self.param("weight", _unit_normal, (3, 3, x.shape[-1], self.features))
     x = modulated_conv(
       x, weight, styles, up=self.up, differentiated_twice=self.differentiated_twice
@@ -282,10 +289,11 @@ class ToRGB(nn.Module):
 
   channels: int
   conv_clamp: float = 0.0
+  affine_lr: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array, w: jax.Array) -> jax.Array:
-    styles = Dense(x.shape[-1], bias_init=1.0, name="affine")(w) / math.sqrt(x.shape[-1])
+    styles = _affine(x.shape[-1], self.affine_lr)(w) / math.sqrt(x.shape[-1])
     weight = self.param("weight", _unit_normal, (1, 1, x.shape[-1], self.channels))
     y = modulated_conv(x, weight, styles, demodulate=False)
     bias = self.param("bias", nn.initializers.zeros, (self.channels,))
@@ -318,6 +326,7 @@ class SynthesisNetwork(nn.Module):
   channel_max: int
   conv_clamp: float = 0.0
   differentiated_twice: bool = False  # see `_correlate`
+  affine_lr: float = 1.0  # learning-rate multiplier of every layer's style affine (official: 1)
 
   @nn.compact
   def __call__(self, ws: jax.Array, noise_mode: str = "random") -> jax.Array:
@@ -331,7 +340,11 @@ class SynthesisNetwork(nn.Module):
     w_index = 0  # the block's first w; its toRGB reads w_index + (number of its convolutions)
     for res in block_resolutions(self.resolution):
       features = channels_at(res, self.channel_base, self.channel_max)
-      common = {"conv_clamp": self.conv_clamp, "differentiated_twice": self.differentiated_twice}
+      common = {
+        "conv_clamp": self.conv_clamp,
+        "differentiated_twice": self.differentiated_twice,
+        "affine_lr": self.affine_lr,
+      }
       if x is None:
         const = self.param("const", _unit_normal, (res, res, features))
         x = jnp.broadcast_to(const, (ws.shape[0], *const.shape))
@@ -343,7 +356,7 @@ class SynthesisNetwork(nn.Module):
         ]
       for offset, layer in enumerate(layers):
         x = layer(x, ws[:, w_index + offset], noise_mode)
-      rgb = ToRGB(self.channels, conv_clamp=self.conv_clamp, name=f"b{res}_torgb")(
+      rgb = ToRGB(self.channels, self.conv_clamp, self.affine_lr, name=f"b{res}_torgb")(
         x, ws[:, w_index + len(layers)]
       )
       image = rgb if image is None else upsample2d(image) + rgb
@@ -404,6 +417,7 @@ class StyleGAN2Generator(nn.Module):
   mapping_lr: float = 0.01
   conv_clamp: float = 0.0
   differentiated_twice: bool = False  # the synthesis network's; see `_correlate`
+  affine_lr: float = 1.0  # the synthesis network's
 
   def setup(self):
     self.mapping = MappingNetwork(
@@ -416,6 +430,7 @@ class StyleGAN2Generator(nn.Module):
       self.channel_max,
       self.conv_clamp,
       self.differentiated_twice,
+      self.affine_lr,
     )
 
   @property
