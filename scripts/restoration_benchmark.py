@@ -22,6 +22,15 @@ Writes to --out: results.json (every number, per-image PSNR/SSIM, the protocol, 
 results.md (the README's columns) and comparison.png (per degradation --figure_examples examples:
 input, the two best baselines by PSNR, the genjax methods, ground truth), plus one
 comparison_<degradation>.png with every method. Without any workdir only the baselines run.
+With --save_outputs, also outputs/<degradation>/<method>.npz: the restored images themselves (and
+outputs/none/ground_truth.npz, the clean images, in the same order), which
+scripts/evaluate.py scores with any sample metric, e.g. the Inception FID of SR3's 4x outputs of the
+first 1,000 test digits against those digits (SR3's protocol: outputs vs the originals):
+  python scripts/restoration_benchmark.py --sr3_config=configs/sr3_mnist.py \
+    --sr3_workdir=workdirs/sr3_mnist --tasks=superres_x4 --num_images=1000 --save_outputs --out=<o>
+  python scripts/evaluate.py --samples=<o>/outputs/superres_x4/sr3_sr3.npz --value_range=0,1 \
+    --metrics=inception_fid,inception_kid,mnist_fid --reference_split=test \
+    --reference_num_examples=1000 --kid_subset_size=500
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -77,6 +87,12 @@ _RESTORE_STEPS = flags.DEFINE_integer(
   "Steps of the diffusion restorers (config.restore.num_steps); 0: the config's.",
 )
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "MNIST files (else $GENJAX_DATA_DIR).")
+_SAVE_OUTPUTS = flags.DEFINE_bool(
+  "save_outputs",
+  False,
+  "Also write every method's restored images to --out/outputs/<degradation>/<method>.npz "
+  '("samples" [N, 28, 28, 1] on [0, 1]), for scripts/evaluate.py (e.g. Inception FID).',
+)
 
 
 def selected_degradations(names: list[str]) -> list[restoration.Degradation]:
@@ -128,6 +144,23 @@ def scores(restored: np.ndarray, clean: np.ndarray, reference) -> dict:
     "mnist_fid": restoration.mnist_fid(restored, reference) if n > 1 else None,
     "per_image": {"psnr": np.round(psnr, 4).tolist(), "ssim": np.round(ssim, 5).tolist()},
   }
+
+
+def save_outputs(folder: Path, degradation: str, results: dict[str, np.ndarray]) -> list[Path]:
+  """folder/<degradation>/<method>.npz for every method's restored images [N, H, W, C] on [0, 1]
+  (as the rows score them), in the format of `--mode=sample`'s files: "samples", plus the method's
+  and degradation's names. A file is named after its method, each run of characters other than
+  letters, digits, '.', '-' and '_' made one '_', none at the ends ("sr3 (sr3)" -> "sr3_sr3").
+  Evaluate one with: python scripts/evaluate.py --samples=<file> --value_range=0,1 --metrics=..."""
+  paths = []
+  for method, restored in results.items():
+    path = folder / degradation / (re.sub(r"[^A-Za-z0-9._-]+", "_", method).strip("_") + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+      path, samples=restored.astype(np.float32), method=method, degradation=degradation
+    )
+    paths.append(path)
+  return paths
 
 
 def display_input(degradation, measured, mask):
@@ -216,6 +249,8 @@ def main(argv: list[str]) -> None:
       **scores(clean, clean, reference),
     }
   ]
+  if _SAVE_OUTPUTS.value:
+    save_outputs(out / "outputs", "none", {"ground truth": clean})
   figure_rows, figure_names, failures = [], [], 0
   for degradation in degradations:
     d_index = restoration.PROTOCOL.index(degradation)  # stable whatever --tasks selects
@@ -296,6 +331,11 @@ def main(argv: list[str]) -> None:
         genjax_names.append(label)
         rows.append({**row, **timing, **scores(restored, clean, reference)})
         logging.info("%s %s: PSNR %.2f", degradation.name, label, rows[-1]["psnr"])
+    if _SAVE_OUTPUTS.value:
+      saved = save_outputs(out / "outputs", degradation.name, results)
+      logging.info(
+        "Saved %d restored sets under %s.", len(saved), out / "outputs" / degradation.name
+      )
     shown = display_input(degradation, measured, mask)
     all_methods = list(results)
     restoration.comparison_figure(
@@ -348,6 +388,9 @@ def main(argv: list[str]) -> None:
     "row computed (batches padded to batch_size); baselines: one numpy call over all images after a one-image "
     "warm-up, tuning excluded",
     "batch_size": _BATCH_SIZE.value,
+    "saved_outputs": "outputs/<degradation>/<method>.npz, as scored; outputs/none/ground_truth.npz"
+    if _SAVE_OUTPUTS.value
+    else None,
     "restorers": {
       name: {
         "workdir": _WORKDIRS[name].value,

@@ -2,10 +2,13 @@
 metrics and figure, and the calls of a restorer on its protocol)."""
 
 import gzip
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import MNIST_DIR
+from conftest import MNIST_DIR, REPO
 from PIL import Image
 
 from genjax.evaluation import restoration as R
@@ -237,3 +240,69 @@ def test_the_benchmark_maps_value_range_canvas_and_batches_both_ways(digits, siz
     )
     assert shape[1] == size // (degradation.scale if degradation.task == "superres" else 1)
     assert mask_shape == (None if mask is None else (2, size, size, 1))
+
+
+def test_the_benchmark_script_saves_the_outputs_it_scores_for_evaluate_py(tmp_path, data_env):
+  """scripts/restoration_benchmark.py --save_outputs (baselines only, 4x super-resolution of 6 real
+  test digits): each saved file holds exactly the images its row scored (per-image PSNR recomputed
+  from the file against the saved ground truth equals results.json's), the ground truth is real
+  test digits, and scripts/evaluate.py reads a saved file."""
+  out = tmp_path / "bench"
+  run = subprocess.run(
+    [
+      sys.executable,
+      "scripts/restoration_benchmark.py",
+      "--tasks=superres_x4",
+      "--num_images=6",
+      "--tuning_images=2",
+      "--figure_examples=1",
+      "--save_outputs",
+      f"--out={out}",
+    ],
+    check=False,
+    env=data_env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert run.returncode == 0, run.stderr[-3000:]
+  rows = [
+    r
+    for r in json.loads((out / "results.json").read_text())["results"]
+    if r["degradation"] == "superres_x4"
+  ]
+  files = sorted((out / "outputs" / "superres_x4").glob("*.npz"))
+  assert len(rows) >= 2 and len(files) == len(rows)
+  clean = np.load(out / "outputs" / "none" / "ground_truth.npz")["samples"]
+  test_set = mnist_digits("test", 0, 10_000).reshape(10_000, -1)
+  for image in clean.reshape(6, -1):  # real test digits (tfds order, not the idx file's)
+    assert np.any(np.all(test_set == image, axis=1))
+  for row in rows:
+    saved = np.load(out / "outputs" / "superres_x4" / f"{row['method']}.npz")
+    assert str(saved["method"]) == row["method"] and saved["samples"].shape == (6, 28, 28, 1)
+    np.testing.assert_allclose(
+      np.round(R.psnr(saved["samples"], clean), 4), row["per_image"]["psnr"], atol=1e-4
+    )
+  evaluation = subprocess.run(
+    [
+      sys.executable,
+      "scripts/evaluate.py",
+      f"--samples={files[0]}",
+      "--value_range=0,1",
+      "--metrics=mnist_fid",
+      "--reference_split=test",
+      "--reference_num_examples=100",
+      f"--reference_dir={tmp_path / 'reference'}",
+      f"--output={tmp_path / 'eval.json'}",
+    ],
+    check=False,
+    env=data_env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+  result = json.loads((tmp_path / "eval.json").read_text())
+  assert result["protocol"]["num_samples"] == 6 and result["metrics"]["mnist_fid"] > 0
