@@ -242,16 +242,29 @@ def test_the_benchmark_maps_value_range_canvas_and_batches_both_ways(digits, siz
     assert mask_shape == (None if mask is None else (2, size, size, 1))
 
 
+def run_script(script: str, args: list[str], env: dict[str, str]) -> None:
+  """Runs `python scripts/<script> ARGS` from the repository root; fails with its stderr."""
+  run = subprocess.run(
+    [sys.executable, f"scripts/{script}", *args],
+    check=False,
+    env=env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert run.returncode == 0, run.stderr[-3000:]
+
+
 def test_the_benchmark_script_saves_the_outputs_it_scores_for_evaluate_py(tmp_path, data_env):
   """scripts/restoration_benchmark.py --save_outputs (baselines only, 4x super-resolution of 6 real
   test digits): each saved file holds exactly the images its row scored (per-image PSNR recomputed
   from the file against the saved ground truth equals results.json's), the ground truth is real
   test digits, and scripts/evaluate.py reads a saved file."""
   out = tmp_path / "bench"
-  run = subprocess.run(
+  run_script(
+    "restoration_benchmark.py",
     [
-      sys.executable,
-      "scripts/restoration_benchmark.py",
       "--tasks=superres_x4",
       "--num_images=6",
       "--tuning_images=2",
@@ -259,14 +272,8 @@ def test_the_benchmark_script_saves_the_outputs_it_scores_for_evaluate_py(tmp_pa
       "--save_outputs",
       f"--out={out}",
     ],
-    check=False,
-    env=data_env,
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
+    data_env,
   )
-  assert run.returncode == 0, run.stderr[-3000:]
   rows = [
     r
     for r in json.loads((out / "results.json").read_text())["results"]
@@ -284,10 +291,9 @@ def test_the_benchmark_script_saves_the_outputs_it_scores_for_evaluate_py(tmp_pa
     np.testing.assert_allclose(
       np.round(R.psnr(saved["samples"], clean), 4), row["per_image"]["psnr"], atol=1e-4
     )
-  evaluation = subprocess.run(
+  run_script(
+    "evaluate.py",
     [
-      sys.executable,
-      "scripts/evaluate.py",
       f"--samples={files[0]}",
       "--value_range=0,1",
       "--metrics=mnist_fid",
@@ -296,13 +302,7 @@ def test_the_benchmark_script_saves_the_outputs_it_scores_for_evaluate_py(tmp_pa
       f"--reference_dir={tmp_path / 'reference'}",
       f"--output={tmp_path / 'eval.json'}",
     ],
-    check=False,
-    env=data_env,
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
+    data_env,
   )
-  assert evaluation.returncode == 0, evaluation.stderr[-3000:]
   result = json.loads((tmp_path / "eval.json").read_text())
   assert result["protocol"]["num_samples"] == 6 and result["metrics"]["mnist_fid"] > 0
