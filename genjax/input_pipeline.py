@@ -67,6 +67,14 @@ def _pad_to(images: np.ndarray, size: int) -> np.ndarray:
   return np.pad(images, pad)
 
 
+def unpad(images, shape: tuple[int, ...]):
+  """The inverse of _pad_to: the centre [B, h, w, C] of [B, H, W, C] images (numpy or jax), for
+  shape (h, w, C) the dataset's own image shape (MNIST 32 -> 28)."""
+  height, width = shape[:2]
+  top, left = (images.shape[1] - height) // 2, (images.shape[2] - width) // 2
+  return images[:, top : top + height, left : left + width]
+
+
 def example_shape(data: ml_collections.ConfigDict, info: DatasetInfo) -> tuple[int, ...]:
   """The shape of one preprocessed example."""
   if info.is_image and data.image_size:
@@ -137,7 +145,9 @@ class TrainData:
       .map(self.source.gather)
       .random_map(preprocess_fn(data, self.info, train=True), seed=_process_seed(config.seed, 1))
     )
-    read_options = grain.ReadOptions(num_threads=data.num_threads, prefetch_buffer_size=data.prefetch)
+    read_options = grain.ReadOptions(
+      num_threads=data.num_threads, prefetch_buffer_size=data.prefetch
+    )
     self.iterator = iter(dataset.to_iter_dataset(read_options))
 
   def __iter__(self):

@@ -123,9 +123,15 @@ def test_reference_protocol_hash_is_unchanged():
 def test_accuracy_counts_samples_the_classifier_assigns_to_their_requested_label(load):
   """Real MNIST test digits as 'samples' requested with their true labels score the classifier's
   test accuracy; requested with shifted labels they score about nothing."""
-  config = load("ddpm_mnist.py:tiny", **{"eval.sample_metrics": ("mnist_accuracy",),
-                                         "eval.num_samples": 1000, "eval.sample_batch_size": 500,
-                                         "data.image_size": 0})
+  config = load(
+    "ddpm_mnist.py:tiny",
+    **{
+      "eval.sample_metrics": ("mnist_accuracy",),
+      "eval.num_samples": 1000,
+      "eval.sample_batch_size": 500,
+      "data.image_size": 0,
+    },
+  )
   info = dataset_info(config.data)
   test = load_source(config.data, "test", 0)
   images = jnp.asarray(test.arrays["x"][:1000], jnp.float32) / 127.5 - 1.0
@@ -140,7 +146,9 @@ def test_accuracy_counts_samples_the_classifier_assigns_to_their_requested_label
   def half(rng):
     return jnp.where(jnp.all(jax.random.key_data(rng) == first), 0, 500)
 
-  sample = lambda params, model_state, rng, num: jax.lax.dynamic_slice_in_dim(images, half(rng), num)
+  sample = lambda params, model_state, rng, num: jax.lax.dynamic_slice_in_dim(
+    images, half(rng), num
+  )
   true_labels = lambda rng, num: jax.lax.dynamic_slice_in_dim(labels, half(rng), num)
   wrong_labels = lambda rng, num: (true_labels(rng, num) + 1) % 10
   right = evaluator.run(sample, {}, {}, true_labels)["mnist_accuracy"]
@@ -148,3 +156,37 @@ def test_accuracy_counts_samples_the_classifier_assigns_to_their_requested_label
   assert right > 0.97 and wrong < 0.03
   with pytest.raises(ValueError, match="mnist_accuracy compare samples with the label"):
     evaluator.run(sample, {}, {}, lambda rng, num: None)
+
+
+def test_padded_samples_are_compared_at_the_datasets_own_size(
+  load, inception_weights_file, tmp_path
+):
+  """ddpm_mnist pads MNIST to 32x32; its samples are cropped back to 28x28, the size of the
+  reference statistics, before Inception (which resizes any canvas to 299) sees them. Samples that
+  are the padded reference digits themselves then have the Inception FID of the reference against
+  itself (0), where the uncropped 32x32 canvas shows the same digits at another scale."""
+  del inception_weights_file
+  count = 64
+  config = load(
+    "ddpm_mnist.py:tiny",
+    **{
+      "eval.sample_metrics": ("inception_fid",),
+      "eval.num_samples": count,
+      "eval.sample_batch_size": count,
+      "eval.reference_split": "test",
+      "eval.reference_num_examples": count,
+      "eval.batch_size": count,
+      "eval.reference_dir": str(tmp_path),
+    },
+  )
+  assert config.data.image_size == 32
+  info = dataset_info(config.data)
+  digits = load_source(config.data, "test", 0).arrays["x"][:count].astype(np.float32) / 127.5 - 1.0
+  padded = jnp.pad(jnp.asarray(digits), ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=-1.0)
+  evaluator = SampleMetricsEvaluator(config, info, parallel.make_mesh())
+  assert evaluator.unpadded_shape == (28, 28, 1)
+  assert evaluator.protocol()["compared_size"].startswith("the centre 28x28")
+  same = evaluator.run(lambda params, state, rng, num: padded, {}, {})["inception_fid"]
+  evaluator.unpadded_shape = None  # what the evaluator did before: the whole 32x32 canvas
+  uncropped = evaluator.run(lambda params, state, rng, num: padded, {}, {})["inception_fid"]
+  assert abs(same) < 1e-2 and uncropped > 1.0, (same, uncropped)

@@ -45,7 +45,7 @@ from genjax.evaluation.paper_protocols import paper_comparison
 from genjax.evaluation.prdc import precision_recall_density_coverage
 from genjax.evaluation.reference import ReferenceStats, get_reference, protocol_hash
 from genjax.evaluation.streaming import FeatureAccumulator, FeatureSummary
-from genjax.input_pipeline import example_shape
+from genjax.input_pipeline import example_shape, unpad
 from genjax.registry import Registry
 
 KID_SEED = 0  # the permutation that cuts the features into KID's disjoint subsets
@@ -285,9 +285,7 @@ class SampleMetricsEvaluator:
   samples are sharded over.
   """
 
-  def __init__(
-    self, config: ml_collections.ConfigDict, info: DatasetInfo, mesh: jax.sharding.Mesh
-  ):
+  def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, mesh: jax.sharding.Mesh):
     self.config, self.info, self.mesh = config, info, mesh
     ev = config.eval
     self.groups = parse_sample_metrics(ev.sample_metrics)
@@ -300,7 +298,12 @@ class SampleMetricsEvaluator:
       parallel.local_batch_size(ev.sample_batch_size, "eval.sample_batch_size")
     # Samples of point data are compared as they are: points have no value range.
     self.value_range = tuple(config.data.value_range) if info.is_image else None
+    # Samples of a config that zero-pads its images (MNIST 28 -> 32) are cropped back to the
+    # dataset's own size, the size the reference statistics are of, before any extractor sees them:
+    # otherwise Inception, which resizes any canvas to 299, would compare digits of two scales.
     shape = example_shape(config.data, info)
+    self.unpadded_shape = info.shape if info.is_image and shape != info.shape else None
+    shape = self.unpadded_shape or shape
     self.extractors = {name: extractor_from_config(name, ev, shape) for name in self.groups}
     check_sample_metrics(self.groups, self.extractors, self.context)
     self.references: dict[str, tuple[ReferenceStats, Path]] = {
@@ -330,7 +333,9 @@ class SampleMetricsEvaluator:
       return {}
     config, ev = self.config, self.config.eval
     wants_labels = [
-      f"{name}_{kind}" for name, kinds in self.groups.items() for kind in kinds
+      f"{name}_{kind}"
+      for name, kinds in self.groups.items()
+      for kind in kinds
       if SAMPLE_METRICS.get(kind).needs_labels
     ]
     labels_of = jax.jit(label_fn, static_argnums=1) if wants_labels and label_fn else None
@@ -343,8 +348,11 @@ class SampleMetricsEvaluator:
     batch_size = ev.sample_batch_size
     accumulators = {
       name: FeatureAccumulator(
-        self.extractors[name], self.value_range, ev.feature_samples,
-        total=ev.num_samples if needs_logits(kinds) else 0, num_splits=ev.is_splits,
+        self.extractors[name],
+        self.value_range,
+        ev.feature_samples,
+        total=ev.num_samples if needs_logits(kinds) else 0,
+        num_splits=ev.is_splits,
         what=f"{config.family} samples",
       )
       for name, kinds in self.groups.items()
@@ -354,6 +362,8 @@ class SampleMetricsEvaluator:
     for index in range(math.ceil(ev.num_samples / batch_size)):
       batch_key = jax.random.fold_in(key, index)
       images = sample(params, model_state, batch_key, batch_size)
+      if self.unpadded_shape:
+        images = unpad(images, self.unpadded_shape)
       labels = labels_of(batch_key, batch_size) if labels_of else None
       mask = jnp.arange(batch_size) < ev.num_samples - index * batch_size
       for accumulator in accumulators.values():
@@ -396,6 +406,12 @@ class SampleMetricsEvaluator:
       "parameters": "EMA" if ev.use_ema else "raw",
       "value_range": list(self.value_range) if self.value_range else None,
       "image_size": config.data.image_size or "native",
+      "compared_size": (
+        f"the centre {self.unpadded_shape[0]}x{self.unpadded_shape[1]} of each sample (the "
+        "dataset's own size; data.image_size only zero-pads)"
+        if self.unpadded_shape
+        else "as sampled"
+      ),
       "sampling": config.sampling.to_dict(),
       "reference_split": ev.reference_split,
       "feature_samples": f"the first {ev.feature_samples} samples / reference examples are kept as "
