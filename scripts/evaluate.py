@@ -13,6 +13,10 @@
 Mode coverage of 2-D points [N, 2] (as `--mode=sample` writes them for the toy mixtures):
   python scripts/evaluate.py --samples=<...>.npz --dataset=8gaussians --metrics=raw_modes
 Images are read and fed in batches of --batch_size (an .npz is decompressed into host memory once).
+Samples larger than the dataset's own images are cropped to their centre (--crop=auto): genjax's
+configs with data.image_size above the dataset's size (MNIST at 32x32) zero-pad the images, and the
+reference statistics are of the dataset's own pixels, so an extractor that resizes (Inception, to
+299) would otherwise compare digits of two scales. --crop=none compares the samples as they are.
 The reference statistics are loaded from, or computed into, --reference_dir
 (genjax.evaluation.reference).
 The result JSON (--output, default <samples>.eval.json, or ./<dataset>_<split>.eval.json) holds
@@ -48,6 +52,7 @@ from genjax.evaluation.sample_metrics import (
   parse_sample_metrics,
 )
 from genjax.evaluation.streaming import FeatureAccumulator
+from genjax.input_pipeline import unpad
 
 
 class SampleSource:
@@ -117,6 +122,15 @@ def _read_png(path: Path) -> np.ndarray:
   return pixels[..., None] if grey else pixels
 
 
+def _crop_shape(sample_shape: tuple[int, ...], dataset_shape: tuple[int, ...]):
+  """The dataset's image shape (h, w, C) when samples [H, W, C] are larger (H >= h, W >= w, not
+  both equal) with the same channels, as a zero-padding config writes them; else None."""
+  if len(sample_shape) != 3 or sample_shape[2] != dataset_shape[2]:
+    return None
+  larger = sample_shape[0] >= dataset_shape[0] and sample_shape[1] >= dataset_shape[1]
+  return tuple(dataset_shape) if larger and sample_shape[:2] != dataset_shape[:2] else None
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -141,6 +155,13 @@ def main() -> None:
   parser.add_argument("--manual_dir", default="", help="dataset files (else $GENJAX_DATA_DIR)")
   parser.add_argument("--data_dir", default="", help="tfds data_dir (else $TFDS_DATA_DIR)")
   parser.add_argument("--output", default="")
+  parser.add_argument(
+    "--crop",
+    choices=("auto", "none"),
+    default="auto",
+    help="auto: samples larger than the dataset's images are cropped to their centre (genjax "
+    "zero-pads, e.g. MNIST to 32x32); none: compared as they are",
+  )
   add_weights_arguments(parser)
   args = parser.parse_args()
 
@@ -168,7 +189,11 @@ def main() -> None:
   context = MetricContext(eval_config, info)
   value_range = samples.value_range if info.is_image else None  # points have no value range
 
-  example_shape = next(samples.batches(1, 1)).shape[1:]
+  sample_shape = next(samples.batches(1, 1)).shape[1:]
+  crop_shape = (
+    _crop_shape(sample_shape, info.shape) if info.is_image and args.crop == "auto" else None
+  )
+  example_shape = crop_shape or sample_shape
   extractors = {name: extractor_from_config(name, eval_config, example_shape) for name in groups}
   check_sample_metrics(groups, extractors, context)
   accumulators = {
@@ -183,6 +208,8 @@ def main() -> None:
     for name, kinds in groups.items()
   }
   for images in samples.batches(args.batch_size, count):
+    if crop_shape:
+      images = unpad(images, crop_shape)
     for accumulator in accumulators.values():
       accumulator.add(images)
 
@@ -212,6 +239,12 @@ def main() -> None:
     "samples": samples.description,
     "num_samples": count,
     "value_range": list(value_range) if value_range else None,
+    "compared_size": (
+      f"the centre {crop_shape[0]}x{crop_shape[1]} of each sample (the dataset's own size; "
+      f"the samples are {sample_shape[0]}x{sample_shape[1]})"
+      if crop_shape
+      else "as given"
+    ),
     "reference_dataset": args.dataset,
     "reference_split": args.reference_split,
     "feature_samples": args.feature_samples,

@@ -189,6 +189,55 @@ def test_evaluate_script_on_padded_signed_npz(data_env, tmp_path, tfds_dir):
   assert wrong.returncode != 0 and "outside the stated value_range (0, 1)" in wrong.stderr
 
 
+def test_evaluate_script_crops_padded_samples_to_the_datasets_size(
+  data_env, tmp_path, tfds_dir, inception_weights_file
+):
+  """A 32x32 sample file of a zero-padding MNIST config is compared by its centre 28x28, the size
+  of the reference statistics: the padded reference digits themselves then have Inception FID 0
+  against them, while --crop=none (the script before the crop) shows the digits at another scale."""
+  del inception_weights_file
+  from genjax.config import base_config
+  from genjax.datasets import load_source
+
+  count = 64
+  data = base_config().data
+  data.manual_dir, data.data_dir = str(MNIST_DIR), str(tfds_dir)
+  digits = load_source(data, "test", 0).gather(np.arange(count))["x"].astype(np.float32) / 255.0
+  np.savez_compressed(
+    tmp_path / "samples.npz", samples=np.pad(digits, ((0, 0), (2, 2), (2, 2), (0, 0)))
+  )
+  results = {}
+  for crop in ("auto", "none"):
+    output = tmp_path / f"{crop}.json"
+    done = subprocess.run(
+      [
+        sys.executable,
+        "scripts/evaluate.py",
+        f"--samples={tmp_path / 'samples.npz'}",
+        "--metrics=inception_fid",
+        "--reference_split=test",
+        f"--reference_num_examples={count}",
+        f"--batch_size={count}",
+        f"--reference_dir={tmp_path / 'reference'}",
+        f"--output={output}",
+        f"--crop={crop}",
+      ],
+      check=False,
+      env=data_env,
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results[crop] = json.loads(output.read_text())
+  cropped, uncropped = (results[crop]["metrics"]["inception_fid"] for crop in ("auto", "none"))
+  assert abs(cropped) < 1e-2 and uncropped > 1.0, (cropped, uncropped)
+  assert results["auto"]["protocol"]["compared_size"].startswith("the centre 28x28")
+  assert "the samples are 32x32" in results["auto"]["protocol"]["compared_size"]
+  assert results["none"]["protocol"]["compared_size"] == "as given"
+
+
 @pytest.mark.slow
 def test_an_experiment_loads_its_extractors_and_references_once(load, tmp_path, monkeypatch):
   """Two evaluations and two protocol records of one experiment load the MNIST classifier and its
