@@ -2,7 +2,7 @@
 generator pre-trained on the other 59,000 images.
 
 The DCGAN of dcgan_mnist.py (non-saturating loss, Adam 2e-4, batch 64) trains on a fixed random
-1,000 of the 60,000 training images (data.train_examples, data.subset_seed 0) for 1,500 steps,
+1,000 of the 60,000 training images (data.train_examples, data.subset_seed 0) for 1,000 steps,
 64 passes over them: the discriminator memorises them. model.augment chooses what D sees:
 "none", "diffaugment" (color, translation, cutout) or "ada" (the "bgc" pipeline; p steered so
 that r_t = E[sign D(real)] stays at 0.6, adjusted every 4 D updates; model.ada_kimg = 100 lets p
