@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -90,10 +91,22 @@ def load(tfds_dir):
   return _load
 
 
+def run_script(script: str, args: list[str], env: dict[str, str]) -> None:
+  """Runs `python scripts/<script> ARGS` from the repository root; fails with its stderr."""
+  run = subprocess.run(
+    [sys.executable, f"scripts/{script}", *args],
+    check=False,
+    env=env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert run.returncode == 0, run.stderr[-3000:]
+
+
 def run_cli(args: list[str], env: dict[str, str], timeout: int = 600):
   """Runs `python -m genjax.main ARGS` and returns the CompletedProcess (text output)."""
-  import subprocess
-
   return subprocess.run([sys.executable, "-m", "genjax.main", *args], env=env, cwd=REPO,
                         capture_output=True, text=True, timeout=timeout)
 

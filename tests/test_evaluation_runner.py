@@ -9,7 +9,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import MNIST_DIR, REPO
+from conftest import MNIST_DIR, REPO, run_script
 
 from genjax import parallel
 from genjax.evaluation.extractors import MnistExtractor
@@ -209,10 +209,9 @@ def test_evaluate_script_crops_padded_samples_to_the_datasets_size(
   results = {}
   for crop in ("auto", "none"):
     output = tmp_path / f"{crop}.json"
-    done = subprocess.run(
+    run_script(
+      "evaluate.py",
       [
-        sys.executable,
-        "scripts/evaluate.py",
         f"--samples={tmp_path / 'samples.npz'}",
         "--metrics=inception_fid",
         "--reference_split=test",
@@ -222,14 +221,8 @@ def test_evaluate_script_crops_padded_samples_to_the_datasets_size(
         f"--output={output}",
         f"--crop={crop}",
       ],
-      check=False,
-      env=data_env,
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=600,
+      data_env,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     results[crop] = json.loads(output.read_text())
   cropped, uncropped = (results[crop]["metrics"]["inception_fid"] for crop in ("auto", "none"))
   assert abs(cropped) < 1e-2 and uncropped > 1.0, (cropped, uncropped)

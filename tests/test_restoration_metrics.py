@@ -3,12 +3,10 @@ metrics and figure, and the calls of a restorer on its protocol)."""
 
 import gzip
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import MNIST_DIR, REPO
+from conftest import MNIST_DIR, run_script
 from PIL import Image
 
 from genjax.evaluation import restoration as R
@@ -240,20 +238,6 @@ def test_the_benchmark_maps_value_range_canvas_and_batches_both_ways(digits, siz
     )
     assert shape[1] == size // (degradation.scale if degradation.task == "superres" else 1)
     assert mask_shape == (None if mask is None else (2, size, size, 1))
-
-
-def run_script(script: str, args: list[str], env: dict[str, str]) -> None:
-  """Runs `python scripts/<script> ARGS` from the repository root; fails with its stderr."""
-  run = subprocess.run(
-    [sys.executable, f"scripts/{script}", *args],
-    check=False,
-    env=env,
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert run.returncode == 0, run.stderr[-3000:]
 
 
 def test_the_benchmark_script_saves_the_outputs_it_scores_for_evaluate_py(tmp_path, data_env):
