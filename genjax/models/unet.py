@@ -40,6 +40,7 @@ import jax.numpy as jnp
 
 from genjax.models.attention import MultiHeadAttention, text_conditioning
 from genjax.models.conv import Conv
+from genjax.models.normalization import GroupNorm
 
 zero_init = nn.initializers.zeros
 default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
@@ -87,8 +88,8 @@ class FourierEmbedding(nn.Module):
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=1)
 
 
-def _norm(groups: int) -> nn.GroupNorm:
-  return nn.GroupNorm(num_groups=groups, epsilon=1e-6)
+def _norm(groups: int) -> GroupNorm:
+  return GroupNorm(num_groups=groups, epsilon=1e-6)
 
 
 class ResBlock(nn.Module):

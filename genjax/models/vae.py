@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax.models.conv import Conv
+from genjax.models.normalization import GroupNorm
 from genjax.registry import Registry
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
@@ -107,8 +108,8 @@ class ResidualBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    h = Conv(self.channels, (3, 3))(nn.swish(nn.GroupNorm(self.groups)(x)))
-    h = Conv(self.channels, (3, 3))(nn.swish(nn.GroupNorm(self.groups)(h)))
+    h = Conv(self.channels, (3, 3))(nn.swish(GroupNorm(self.groups)(x)))
+    h = Conv(self.channels, (3, 3))(nn.swish(GroupNorm(self.groups)(h)))
     shortcut = x if x.shape[-1] == self.channels else Conv(self.channels, (1, 1))(x)
     return shortcut + h
 
@@ -130,7 +131,7 @@ class SpatialEncoder(nn.Module):
       h = ResidualBlock(stage_channels, self.groups)(h)
       h = Conv(stage_channels, (3, 3), strides=(2, 2), differentiated_twice=False)(h)
     h = ResidualBlock(self.channels[-1], self.groups)(h)
-    h = Conv(2 * self.latent_channels, (3, 3))(nn.swish(nn.GroupNorm(self.groups)(h)))
+    h = Conv(2 * self.latent_channels, (3, 3))(nn.swish(GroupNorm(self.groups)(h)))
     mean, log_std = jnp.split(h, 2, axis=-1)
     return mean, log_std
 
@@ -154,7 +155,7 @@ class SpatialDecoder(nn.Module):
       batch, height, width, features = h.shape
       h = jax.image.resize(h, (batch, 2 * height, 2 * width, features), "nearest")
       h = ResidualBlock(stage_channels, self.groups)(Conv(stage_channels, (3, 3))(h))
-    return Conv(self.out_shape[-1], (3, 3))(nn.swish(nn.GroupNorm(self.groups)(h)))
+    return Conv(self.out_shape[-1], (3, 3))(nn.swish(GroupNorm(self.groups)(h)))
 
 
 class VAE(nn.Module):
