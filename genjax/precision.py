@@ -14,7 +14,8 @@
     float32 under jnp's rules, but the next compute layer casts it back;
   * flax's normalisation layers and genjax's GroupNorm (genjax.models.normalization) compute their
     means, variances and rsqrt in float32 by themselves (flax: force_float32_reductions, on by
-    default) and return bfloat16 for bfloat16 inputs and parameters; the batch-norm statistics they read and write stay float32 (FLOAT32_COLLECTIONS);
+    default) and return bfloat16 for bfloat16 inputs and parameters; the batch-norm statistics
+    they read and write stay float32 (FLOAT32_COLLECTIONS);
   * every floating output (the network's, and the updated collections that mutable= returns) is
     cast to float32, so losses and their reductions are float32.
 Integer inputs (labels, token ids) and PRNG keys pass unchanged. Softmax runs on float32 logits
