@@ -15,6 +15,14 @@ the dimensions of one example):
   edm   lambda(sigma) |D_theta - x_0|^2, lambda = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2, with
           the preconditioned denoiser D = c_skip x + c_out F(c_in x, ln(sigma)/4) (Karras et al.).
 
+With diffusion.min_snr_gamma = gamma > 0 (Min-SNR-gamma, Hang et al. 2023), the eps, v and dsm
+(sigma^2-weighted) losses become min(SNR, gamma) |x_0_hat - x_0|^2, SNR = alpha^2 / sigma^2: the
+x_0 error weighted by the SNR and clipped at gamma. Since x_0_hat - x_0 = -(sigma / alpha)
+(eps_hat - eps), and, when alpha^2 + sigma^2 = 1, -sigma (v_hat - v), that is the eps loss times
+min(SNR, gamma) / SNR and the v loss times min(SNR, gamma) / (SNR + 1). The eps loss weighs each
+step's x_0 error by its SNR, so low-noise steps dominate it; clipped at gamma they do not. The
+paper reports convergence 3.4x faster at gamma = 5.
+
 Whatever the objective, `Denoiser.eps` turns the network output into eps_hat, from which the
 samplers get x_0_hat = (x - sigma eps_hat) / alpha and the score -eps_hat / sigma.
 """
@@ -60,6 +68,15 @@ def check_objective(process: Process, config: ml_collections.ConfigDict) -> None
   if (config.likelihood_weighting or config.importance_sampling) and objective != "dsm":
     raise ValueError(
       "diffusion.likelihood_weighting/importance_sampling apply to objective 'dsm' only."
+    )
+  if config.min_snr_gamma < 0:
+    raise ValueError(
+      f"diffusion.min_snr_gamma must be >= 0 (0 turns it off), got {config.min_snr_gamma}."
+    )
+  if config.min_snr_gamma and (objective == "edm" or config.likelihood_weighting):
+    raise ValueError(
+      "diffusion.min_snr_gamma reweights the eps, v and sigma^2-weighted dsm losses; the edm "
+      "objective and likelihood weighting bring their own weights. Set diffusion.min_snr_gamma=0."
     )
   if config.importance_sampling and not config.likelihood_weighting:
     raise ValueError("diffusion.importance_sampling needs diffusion.likelihood_weighting=True.")
@@ -136,8 +153,9 @@ def per_example_loss(
   alpha, sigma = (broadcast_per_example(v, x0) for v in process.marginal(t))
   xt = alpha * x0 + sigma * noise
   raw = denoiser.raw(network, xt, t)
+  snr_weight = min_snr_weight(process, config, t)
   if config.objective == "v":
-    return _reduce((raw - (alpha * noise - sigma * x0)) ** 2, config.reduce)
+    return snr_weight * _reduce((raw - (alpha * noise - sigma * x0)) ** 2, config.reduce)
   if config.objective == "edm":
     c_skip, c_out, _ = (broadcast_per_example(v, x0) for v in denoiser._edm_scalings(t))
     weight = (sigma**2 + denoiser.sigma_data**2) / (sigma * denoiser.sigma_data) ** 2
@@ -151,4 +169,14 @@ def per_example_loss(
       return 2.0 * lam_span * squared
     _, g = process.sde(t)
     return (g / process.marginal(t)[1]) ** 2 * squared
-  return squared
+  return snr_weight * squared
+
+
+def min_snr_weight(process: Process, config: ml_collections.ConfigDict, t: jax.Array) -> jax.Array:
+  """Min-SNR-gamma's per-example loss weight [B] (module docstring); 1 with min_snr_gamma = 0."""
+  gamma = config.min_snr_gamma
+  if not gamma:
+    return jnp.ones(t.shape, jnp.float32)
+  snr = jnp.exp(2.0 * process.log_snr(t).astype(jnp.float32))
+  clipped = jnp.minimum(snr, gamma)
+  return clipped / (snr + 1.0) if config.objective == "v" else clipped / snr

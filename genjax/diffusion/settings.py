@@ -37,6 +37,7 @@ def add_defaults(config: ml_collections.ConfigDict) -> None:
   d.reduce = "mean"  # "mean" or "sum" over the dimensions of an example
   d.likelihood_weighting = False  # dsm only: weight g(t)^2
   d.importance_sampling = False  # dsm + likelihood weighting: t uniform in log-SNR
+  d.min_snr_gamma = 0.0  # > 0 (e.g. 5): Min-SNR-gamma loss weights (eps, v, dsm; objectives.py)
   d.model_variance = "fixedlarge"  # ddpm variational bound: "fixedlarge" or "fixedsmall"
   d.label_dropout = 0.0  # > 0 (e.g. 0.1) with model.num_classes: classifier-free guidance training
 
