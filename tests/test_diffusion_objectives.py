@@ -21,7 +21,7 @@ def diffusion_settings(**overrides) -> ml_collections.ConfigDict:
   return settings
 
 
-def linear_network(x, c_noise):
+def stand_in_network(x, c_noise):
   """A fixed, t-dependent, nonlinear stand-in for a denoising network: [B, 4] -> [B, 4]."""
   weights = jnp.asarray(np.random.default_rng(0).normal(size=(4, 4)), jnp.float32) / 2
   return jnp.tanh(x @ weights) * (1.0 + 0.001 * c_noise[:, None])
@@ -43,13 +43,13 @@ def test_min_snr_losses_are_the_clipped_snr_weighted_x0_error(process, objective
   else:
     t = jnp.linspace(proc.t_min, proc.t_max, 64)
   rng = jax.random.key(3)
-  loss = objectives.per_example_loss(denoiser, linear_network, x0, rng, config, t=t)
+  loss = objectives.per_example_loss(denoiser, stand_in_network, x0, rng, config, t=t)
 
   # the same draw of noise as per_example_loss, then x_0_hat from eps_hat as every sampler does
   noise = jax.random.normal(jax.random.split(rng)[1], x0.shape)
   alpha, sigma = (broadcast_per_example(v, x0) for v in proc.marginal(t))
   xt = alpha * x0 + sigma * noise
-  eps_hat = denoiser.eps(linear_network, xt, t)
+  eps_hat = denoiser.eps(stand_in_network, xt, t)
   x0_hat = (xt - sigma * eps_hat) / alpha
   snr = (alpha[:, 0] / sigma[:, 0]) ** 2
   expected = jnp.minimum(snr, gamma) * jnp.mean((x0_hat - x0) ** 2, axis=1)
@@ -59,7 +59,12 @@ def test_min_snr_losses_are_the_clipped_snr_weighted_x0_error(process, objective
   # against the plain objective (gamma = 0): steps with SNR <= gamma keep the weight 1 (eps, dsm)
   # or SNR / (SNR + 1) (v); the clipped ones weigh less
   plain = objectives.per_example_loss(
-    denoiser, linear_network, x0, rng, diffusion_settings(process=process, objective=objective), t=t
+    denoiser,
+    stand_in_network,
+    x0,
+    rng,
+    diffusion_settings(process=process, objective=objective),
+    t=t,
   )
   clipped = snr > gamma
   assert not np.allclose(loss[clipped], plain[clipped], rtol=1e-2)
