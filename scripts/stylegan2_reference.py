@@ -406,21 +406,28 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
   interval) with Adam 0.0025 and the lazy-regularisation correction, batch 32 of MNIST zero-padded
   to 32x32 on [-1, 1]. At each --checks step writes <out>/samples_<step>.npz ("samples" [1000, 32,
   32, 1] of the raw G, constant noise, clipped to [-1, 1]) for scripts/gan_collapse_sweep.py
-  --samples; no EMA."""
+  --samples; no EMA. --conditional: c_dim 10 (one-hot digits; D's label mapping 2 layers, as
+  stylegan2_mnist's model.d_mapping_layers), real images with their labels, fakes with labels
+  drawn from the training labels as training_loop.py draws them, and sample i of each check with
+  digit i mod 10 (also saved, as "labels"), so a G that follows its labels gives 10% of each."""
   loss_module = importlib.import_module("training.loss")
   torch.manual_seed(args.seed)
   rng = np.random.default_rng(args.seed)
   with gzip.open(Path(args.mnist_dir) / "train-images-idx3-ubyte.gz") as file:
     images = np.frombuffer(file.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28)
+  with gzip.open(Path(args.mnist_dir) / "train-labels-idx1-ubyte.gz") as file:
+    labels = np.frombuffer(file.read(), np.uint8, offset=8).astype(np.int64)
+  c_dim = 10 if args.conditional else 0
+  one_hot = np.eye(10, dtype=np.float32)[labels][:, :c_dim]  # [N, c_dim]
   images = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2))).astype(np.float32) / 127.5 - 1
   width = {"channel_base": args.channel_base, "channel_max": args.channel_max,
            "num_fp16_res": 0, "conv_clamp": None}
   generator = official.networks.Generator(
-    z_dim=args.latent_dim, c_dim=0, w_dim=args.latent_dim, img_resolution=32, img_channels=1,
+    z_dim=args.latent_dim, c_dim=c_dim, w_dim=args.latent_dim, img_resolution=32, img_channels=1,
     mapping_kwargs={"num_layers": 2}, synthesis_kwargs=width)
   discriminator = official.networks.Discriminator(
-    c_dim=0, img_resolution=32, img_channels=1, architecture="resnet",
-    epilogue_kwargs={"mbstd_group_size": 4}, **width)
+    c_dim=c_dim, img_resolution=32, img_channels=1, architecture="resnet",
+    mapping_kwargs={"num_layers": 2}, epilogue_kwargs={"mbstd_group_size": 4}, **width)
   loss = loss_module.StyleGAN2Loss(torch.device("cpu"), generator.mapping, generator.synthesis,
                                    discriminator, style_mixing_prob=0.9, r1_gamma=0.01, pl_weight=2)
   phases = []
@@ -429,8 +436,9 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
     optimizer = torch.optim.Adam(module.parameters(), lr=0.0025 * ratio,
                                  betas=(0.0, 0.99**ratio), eps=1e-8)
     phases += [(name + "main", module, optimizer, 1), (name + "reg", module, optimizer, interval)]
-  no_labels = torch.zeros([args.batch_size, 0])
   fixed_z = torch.randn(1000, args.latent_dim, generator=torch.Generator().manual_seed(1))
+  fixed_digits = np.arange(1000) % 10
+  fixed_c = torch.from_numpy(np.eye(10, dtype=np.float32)[fixed_digits][:, :c_dim])
   checks = {int(step) for step in args.checks.split(",")}
   args.out.mkdir(parents=True, exist_ok=True)
   timed_from = None  # the training seconds of whole 16-step cycles after the first (warm-up) one
@@ -440,15 +448,20 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
       timed_from = step
       training_seconds = 0.0
     started = time.perf_counter()
-    real = torch.from_numpy(images[rng.integers(0, len(images), args.batch_size)])
+    index = rng.integers(0, len(images), args.batch_size)
+    real, real_c = torch.from_numpy(images[index]), torch.from_numpy(one_hot[index])
     for name, module, optimizer, interval in phases:
       if step % interval:
         continue
       optimizer.zero_grad(set_to_none=True)
       module.requires_grad_(True)
-      loss.accumulate_gradients(phase=name, real_img=real, real_c=no_labels,
+      # drawn only when conditional, so that the unconditional run's random stream is unchanged
+      gen_c = torch.from_numpy(
+        one_hot[rng.integers(0, len(images), args.batch_size)] if c_dim else one_hot[index]
+      )
+      loss.accumulate_gradients(phase=name, real_img=real, real_c=real_c,
                                 gen_z=torch.randn(args.batch_size, args.latent_dim),
-                                gen_c=no_labels, sync=True, gain=interval)
+                                gen_c=gen_c, sync=True, gain=interval)
       module.requires_grad_(False)
       for parameter in module.parameters():  # as training_loop.py does before each step
         if parameter.grad is not None:
@@ -461,10 +474,11 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
             f"{args.batch_size * cycles_steps / training_seconds:.1f} images/s", flush=True)
     if step + 1 in checks:
       with torch.no_grad():
-        samples = torch.cat([generator(z, torch.zeros([len(z), 0]), noise_mode="const")
-                             for z in fixed_z.split(250)])
+        samples = torch.cat([generator(z, c, noise_mode="const")
+                             for z, c in zip(fixed_z.split(250), fixed_c.split(250))])
       samples = samples.clamp(-1, 1).permute(0, 2, 3, 1).numpy()
-      np.savez_compressed(args.out / f"samples_{step + 1}.npz", samples=samples)
+      np.savez_compressed(args.out / f"samples_{step + 1}.npz", samples=samples,
+                          labels=fixed_digits.astype(np.int32))
       print(f"step {step + 1}: {args.out / f'samples_{step + 1}.npz'}", flush=True)
 
 
@@ -481,6 +495,8 @@ def main() -> None:
   parser.add_argument("--latent_dim", type=int, default=128, help="z and w dimensions")
   parser.add_argument("--batch_size", type=int, default=32)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--conditional", action="store_true",
+                      help="train_mnist: class-conditional G and D (c_dim 10)")
   args = parser.parse_args()
   official = import_official(args.official_dir)
   if args.mode == "counts":
