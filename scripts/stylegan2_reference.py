@@ -455,10 +455,9 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
         continue
       optimizer.zero_grad(set_to_none=True)
       module.requires_grad_(True)
-      # drawn only when conditional, so that the unconditional run's random stream is unchanged
-      gen_c = torch.from_numpy(
-        one_hot[rng.integers(0, len(images), args.batch_size)] if c_dim else one_hot[index]
-      )
+      gen_c = real_c  # [B, 0] unconditional: no draw, so that run's random stream is unchanged
+      if c_dim:
+        gen_c = torch.from_numpy(one_hot[rng.integers(0, len(images), args.batch_size)])
       loss.accumulate_gradients(phase=name, real_img=real, real_c=real_c,
                                 gen_z=torch.randn(args.batch_size, args.latent_dim),
                                 gen_c=gen_c, sync=True, gain=interval)
@@ -477,8 +476,8 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
         samples = torch.cat([generator(z, c, noise_mode="const")
                              for z, c in zip(fixed_z.split(250), fixed_c.split(250))])
       samples = samples.clamp(-1, 1).permute(0, 2, 3, 1).numpy()
-      np.savez_compressed(args.out / f"samples_{step + 1}.npz", samples=samples,
-                          labels=fixed_digits.astype(np.int32))
+      labels = {"labels": fixed_digits.astype(np.int32)} if c_dim else {}
+      np.savez_compressed(args.out / f"samples_{step + 1}.npz", samples=samples, **labels)
       print(f"step {step + 1}: {args.out / f'samples_{step + 1}.npz'}", flush=True)
 
 
