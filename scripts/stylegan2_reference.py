@@ -476,8 +476,8 @@ def run_train_mnist(official: types.SimpleNamespace, args: argparse.Namespace) -
         samples = torch.cat([generator(z, c, noise_mode="const")
                              for z, c in zip(fixed_z.split(250), fixed_c.split(250))])
       samples = samples.clamp(-1, 1).permute(0, 2, 3, 1).numpy()
-      labels = {"labels": fixed_digits.astype(np.int32)} if c_dim else {}
-      np.savez_compressed(args.out / f"samples_{step + 1}.npz", samples=samples, **labels)
+      digits = {"labels": fixed_digits.astype(np.int32)} if c_dim else {}
+      np.savez_compressed(args.out / f"samples_{step + 1}.npz", samples=samples, **digits)
       print(f"step {step + 1}: {args.out / f'samples_{step + 1}.npz'}", flush=True)
 
 
