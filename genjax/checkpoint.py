@@ -117,7 +117,8 @@ class _BestRecorded(checkpoint_managers.PreservationPolicy):
 
 
 class Checkpointer:
-  """Keeps the last `keep` steps and, optionally, the best step by an eval metric.
+  """Keeps the last `keep` steps, the steps in `preserve_steps` and, optionally, the best step by
+  an eval metric.
 
   `read_only=True` (evaluation, sampling) opens the folder without creating, cleaning or moving
   anything; `save` is then an error.
@@ -131,6 +132,7 @@ class Checkpointer:
     best_mode: str = "min",
     async_save: bool = True,
     read_only: bool = False,
+    preserve_steps: tuple[int, ...] = (),
   ):
     self.directory = as_path(workdir) / "checkpoints"
     self.read_only = read_only
@@ -139,12 +141,15 @@ class Checkpointer:
       {int(step): values for step, values in json.loads(self._metrics_path.read_text()).items()}
       if self._metrics_path.exists() else {}
     )
-    self._options = dict(keep=keep, best_metric=best_metric, best_mode=best_mode, async_save=async_save)
+    self._options = dict(keep=keep, best_metric=best_metric, best_mode=best_mode, async_save=async_save,
+                         preserve_steps=tuple(preserve_steps))
     self.manager = self._make_manager()
 
   def _make_manager(self) -> ocp.CheckpointManager:
     keep, best_metric = self._options["keep"], self._options["best_metric"]
     policies = [checkpoint_managers.LatestN(keep)]
+    if self._options["preserve_steps"]:
+      policies.append(checkpoint_managers.CustomSteps(list(self._options["preserve_steps"])))
     if best_metric:
       sign = 1.0 if self._options["best_mode"] == "max" else -1.0
       self._best = _BestRecorded(best_metric, sign, self.recorded_metrics)
@@ -210,7 +215,7 @@ class Checkpointer:
     if self._options["best_metric"]:  # orbax prunes at saves only; this step may now be the best
       self.manager.wait_until_finished()
       steps = sorted(self.manager.all_steps())
-      keep = {*steps[-self._options["keep"] :], self._best.best_step(steps)}
+      keep = {*steps[-self._options["keep"] :], self._best.best_step(steps), *self._options["preserve_steps"]}
       for old in steps:
         if old not in keep:
           self.manager.delete(old)

@@ -93,8 +93,9 @@ class Experiment:
     self.checkpointer = Checkpointer(
       self.workdir, keep=config.training.keep_checkpoints, best_metric=config.training.keep_best_by,
       best_mode=config.training.best_mode, async_save=config.training.async_checkpoints,
-      read_only=read_only,
+      read_only=read_only, preserve_steps=() if self.family.guide_step is None else (self.family.guide_step,),
     )
+    self._guides: dict[bool, Any] = {}
 
   @functools.cached_property
   def sample_evaluator(self) -> SampleMetricsEvaluator:
@@ -130,7 +131,48 @@ class Experiment:
     return state.ema_params if self.config.eval.use_ema else state.params
 
   def sample_params(self, state: TrainState) -> Any:
-    return state.ema_params if self.config.sampling.use_ema else state.params
+    """What the family's sampling hooks take: the EMA (sampling.use_ema) or raw parameters, with the
+    guide's when the family has a guide_step (see `guided`)."""
+    use_ema = self.config.sampling.use_ema
+    return self.guided(state.ema_params if use_ema else state.params, state, use_ema)
+
+  def guided(self, params: Any, state: TrainState, use_ema: bool) -> Any:
+    """`params` of `state`, combined with those of the family's guide_step (family.with_guide; the
+    EMA or raw parameters as `use_ema` says) when that step is earlier than the state's.
+
+    Read-only (eval, sample and the tools): a guide step that is not earlier, or not among the
+    checkpoints, is an error. Training samples unguided until the guide step is saved and passed
+    (and, with a warning, when a resumed workdir lacks it)."""
+    guide_step = self.family.guide_step
+    if guide_step is None:
+      return params
+    step = int(jax.device_get(state.step))
+    if guide_step >= step:
+      if self.checkpointer.read_only:
+        raise ValueError(
+          f"sampling.autoguidance_step={guide_step} must be an earlier step than the sampled "
+          f"checkpoint ({step}): choose an earlier guide step, sample a later step, or set "
+          "sampling.autoguidance=0."
+        )
+      return params
+    if use_ema not in self._guides:
+      self.checkpointer.wait()
+      steps = sorted(self.checkpointer.all_steps())
+      if guide_step not in steps:
+        message = (
+          f"sampling.autoguidance_step={guide_step} has no checkpoint in "
+          f"{self.checkpointer.directory} (steps there: {steps}); set it to one of those steps "
+          "(training saves and keeps the guide step when sampling.autoguidance is set from the start)."
+        )
+        if self.checkpointer.read_only:
+          raise FileNotFoundError(message)
+        logging.warning("%s Sampling unguided.", message)  # once: an earlier step stays missing
+        self._guides[use_ema] = None
+      else:
+        guide_state, _ = self.checkpointer.restore(self.abstract_state(), step=guide_step)
+        self._guides[use_ema] = guide_state.ema_params if use_ema else guide_state.params
+    guide = self._guides[use_ema]
+    return params if guide is None else self.family.with_guide(params, guide)
 
 
 def initial_state(experiment: Experiment) -> TrainState:
@@ -183,7 +225,8 @@ def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float
     totals = {name: totals[name].merge(value) if name in totals else value for name, value in sums.items()}
   results = {f"eval/{name}": float(average.compute()) for name, average in totals.items()}
   family = experiment.family
-  sample_results = experiment.sample_evaluator.run(family.sample, params, state.model_state,
+  sample_params = experiment.guided(params, state, config.eval.use_ema) if config.eval.sample_metrics else params
+  sample_results = experiment.sample_evaluator.run(family.sample, sample_params, state.model_state,
                                                    family.sample_labels)
   return {**results, **{f"eval/{name}": value for name, value in sample_results.items()}}
 
@@ -207,6 +250,13 @@ def eval_protocol(experiment: Experiment, step: int) -> dict[str, Any]:
   }
   if config.eval.sample_metrics:
     protocol["sample_metrics"] = experiment.sample_evaluator.protocol()
+    guide_step = experiment.family.guide_step
+    if guide_step is not None:  # training samples unguided until the guide step is passed
+      guided = guide_step < step and experiment._guides.get(config.eval.use_ema) is not None
+      protocol["sample_metrics"]["autoguided"] = (
+        f"yes: guided by step {guide_step}'s parameters" if guided
+        else f"no: the guide step {guide_step} was not earlier or not saved"
+      )
   return protocol
 
 
@@ -457,7 +507,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: epath.PathLik
                         "run the same command (or raise the limit) to continue.", training.max_train_minutes, step)
         final = True
       evaluate_due = not stopping and _is_due(step, training.eval_every, final)
-      save_due = stopping or evaluate_due or _is_due(step, training.checkpoint_every, final)
+      save_due = (stopping or evaluate_due or _is_due(step, training.checkpoint_every, final)
+                  or step == experiment.family.guide_step)
       if log_due or save_due:
         _summarize_and_check(experiment, state, pending, step, writer)
         pending = []

@@ -42,6 +42,8 @@ def make_family(config):
     ({"diffusion.process": "ddpm", "diffusion.objective": "dsm"}, "continuous-time SDE"),
     ({"diffusion.importance_sampling": True}, "apply to objective 'dsm' only"),
     ({"sampling.guidance": 2.0}, "class-conditional model"),
+    ({"sampling.autoguidance": -1.0}, "sampling.autoguidance must be >= 0"),
+    ({"sampling.autoguidance": 1.0}, "needs sampling.autoguidance_step"),
     ({"eval.likelihood": "vlb"}, "continuous processes use 'ode'"),
     ({"sampling.ode_solver": "euler"}, "set sampling.adaptive=False"),
     ({"sampling.sampler": "ddim", "sampling.eta": 2.0}, "sampling.eta must lie in"),

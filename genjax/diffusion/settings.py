@@ -62,6 +62,10 @@ def add_defaults(config: ml_collections.ConfigDict) -> None:
   s.churn_tmax = 1e9
   s.noise_scale = 1.0  # heun: S_noise
   s.guidance = 0.0  # classifier-free guidance weight w (class-conditional models)
+  # autoguidance weight w: each network call is (1 + w) F - w F_guide (0: off), F_guide this run's
+  # checkpoint at autoguidance_step (kept by training; genjax.diffusion.autoguidance)
+  s.autoguidance = 0.0
+  s.autoguidance_step = 0
   s.clip_denoised = True  # images: clip x_0_hat to data.value_range at every step, and the sample
   s.edit_num_steps = 100  # image grids: steps of the inpainting and SDEdit samplers
   s.inpaint_resample = 1  # image grids: RePaint passes per inpainting step (1: plain replacement)

@@ -57,6 +57,10 @@ class Family:
   # model_state entries that belong to one network and are loaded with its parameters when
   # fine-tuning (genjax.finetune): {model_state key: the params key of that network}.
   owned_state: ClassVar[dict[str, str]] = {}
+  # A checkpoint step of the run whose parameters guide sampling from later steps (the diffusion
+  # family's sampling.autoguidance): training saves and keeps it, and the runner passes
+  # with_guide(params, its params) to the sampling hooks. None: sampling needs no other step.
+  guide_step: int | None = None
 
   def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, mesh: Mesh):
     self.config = config
@@ -86,6 +90,10 @@ class Family:
     raise NotImplementedError
 
   # --- hooks with defaults ----------------------------------------------------------------------
+  def with_guide(self, params, guide_params):
+    """The parameters the sampling hooks take when guide_step's parameters guide `params`."""
+    raise NotImplementedError(f"{type(self).__name__} sets no guide_step.")
+
   @staticmethod
   def prepare(config: ml_collections.ConfigDict, workdir, train: bool) -> None:
     """Runs before the family is built, in every mode (train: in --mode=train): fills in config

@@ -6,6 +6,8 @@ Config (see genjax.diffusion.settings for every key and its default):
   model.network         unet | score_mlp; model.num_classes > 0 makes it class-conditional
   sampling.sampler      ancestral | ddim | pc | ode | heun | dpm_solver, sampling.num_steps
   sampling.guidance     classifier-free guidance weight (needs diffusion.label_dropout > 0)
+  sampling.autoguidance w > 0: every network call is (1 + w) F - w F_guide, F_guide being this run's
+                        checkpoint at sampling.autoguidance_step (genjax.diffusion.autoguidance)
   model.lora_rank       > 0: LoRA adapters on the dense layers, the only parameters that train
                         (genjax.lora; the network runs on the merged kernels)
   eval.likelihood       vlb (ddpm) | ode (continuous processes) | none
@@ -35,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import lora, parallel
-from genjax.diffusion import editing, likelihood, objectives, settings
+from genjax.diffusion import autoguidance, editing, likelihood, objectives, settings
 from genjax.diffusion.processes import make_process
 from genjax.diffusion.samplers import clipped_eps, make_sampler, network_evaluations
 from genjax.evaluation.likelihood import eval_data_statement
@@ -66,6 +68,7 @@ class DiffusionFamily(Family):
         f"{info.num_classes} classes; set model.num_classes to {info.num_classes} or 0."
       )
     self._check_guidance()
+    self.guide_step = self._autoguidance_step()
     self.network = DIFFUSION_NETWORKS.get(config.model.network)(config.model, self.num_classes)
     lora.check_config(config.model)
     self.sampler = make_sampler(config.sampling.sampler, self.process, config.sampling)
@@ -79,6 +82,24 @@ class DiffusionFamily(Family):
         "sampling.guidance needs a class-conditional model trained with dropped labels: "
         "set model.num_classes and diffusion.label_dropout > 0 (e.g. 0.1)."
       )
+
+  def _autoguidance_step(self) -> int | None:
+    """The checkpoint step whose parameters guide sampling (sampling.autoguidance_step), or None."""
+    sampling = self.config.sampling
+    if sampling.autoguidance < 0:
+      raise ValueError(f"sampling.autoguidance must be >= 0 (0: off), got {sampling.autoguidance}.")
+    if not sampling.autoguidance:
+      return None
+    if sampling.autoguidance_step <= 0:
+      raise ValueError(
+        f"sampling.autoguidance={sampling.autoguidance} needs sampling.autoguidance_step: the step "
+        "of an earlier checkpoint of this run that guides the sampled one (e.g. a quarter of "
+        "training.num_train_steps)."
+      )
+    return int(sampling.autoguidance_step)
+
+  def with_guide(self, params, guide_params):
+    return autoguidance.Autoguided(params, guide_params, jnp.float32(self.config.sampling.autoguidance))
 
   def _check_likelihood(self) -> None:
     choice, data = self.config.eval.likelihood, self.config.data
@@ -98,6 +119,15 @@ class DiffusionFamily(Family):
 
   # --- the network as eps_fn ----------------------------------------------------------------------
   def _network(self, params, labels, train: bool = False, rng=None):
+    """(x_in, network time) -> the network's output; `Autoguided` params give the extrapolation
+    (1 + w) F - w F_guide (genjax.diffusion.autoguidance), which every sampler, edit and
+    restoration then uses."""
+    if isinstance(params, autoguidance.Autoguided):
+      return autoguidance.extrapolated(
+        self._network(params.model, labels, train, rng),
+        self._network(params.guide, labels, train, rng),
+        params.weight,
+      )
     rngs = {"dropout": rng} if train else {}
     if lora.enabled(self.config.model):
       params = lora.merge(params, lora.scale(self.config.model))
