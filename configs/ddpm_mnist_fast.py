@@ -45,9 +45,14 @@ def get_config(arg: str = ""):
   sampling = config.sampling
   sampling.sampler = "dpm_solver"
   sampling.num_steps = 20
+  # Autoguidance by this run's step-1,000 EMA weights (genjax.diffusion.autoguidance): Karras et
+  # al.'s weight 3. Training keeps that checkpoint; sampling and evaluation after it are guided.
+  sampling.autoguidance = 2.0
+  sampling.autoguidance_step = 1_000
   evaluation = config.eval
   if arg == "tiny":
     sampling.num_steps = 5
+    sampling.autoguidance_step = 20
     return config
 
   optim.warmup_steps = 100

@@ -136,6 +136,11 @@ class Experiment:
     use_ema = self.config.sampling.use_ema
     return self.guided(state.ema_params if use_ema else state.params, state, use_ema)
 
+  def guided_at(self, step: int, use_ema: bool) -> bool:
+    """Whether `guided` combined the parameters of `step` with the guide step's."""
+    guide_step = self.family.guide_step
+    return guide_step is not None and guide_step < step and self._guides.get(use_ema) is not None
+
   def guided(self, params: Any, state: TrainState, use_ema: bool) -> Any:
     """`params` of `state`, combined with those of the family's guide_step (family.with_guide; the
     EMA or raw parameters as `use_ema` says) when that step is earlier than the state's.
@@ -252,9 +257,8 @@ def eval_protocol(experiment: Experiment, step: int) -> dict[str, Any]:
     protocol["sample_metrics"] = experiment.sample_evaluator.protocol()
     guide_step = experiment.family.guide_step
     if guide_step is not None:  # training samples unguided until the guide step is passed
-      guided = guide_step < step and experiment._guides.get(config.eval.use_ema) is not None
       protocol["sample_metrics"]["autoguided"] = (
-        f"yes: guided by step {guide_step}'s parameters" if guided
+        f"yes: guided by step {guide_step}'s parameters" if experiment.guided_at(step, config.eval.use_ema)
         else f"no: the guide step {guide_step} was not earlier or not saved"
       )
   return protocol
@@ -619,7 +623,7 @@ def export_merged(config: ml_collections.ConfigDict, workdir: epath.PathLike,
 
 def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int | None = None) -> list[epath.Path]:
   """Writes new grids (seed sampling.seed) and sampling.num_samples samples to
-  samples/samples_<step>_seed<seed>.npz, drawn sampling.batch_size at a time (batch i with the key
+  samples/samples_<step>_seed<seed><family.guide_tag>.npz, drawn sampling.batch_size at a time (batch i with the key
   fold_in(key(seed), i)) and streamed to the file, so memory stays bounded for any count."""
   experiment, state, step = restore_for_inference(config, workdir, step)
   try:
@@ -628,7 +632,8 @@ def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int
       raise ValueError("sampling.num_samples and sampling.batch_size must be positive, got "
                        f"{sampling.num_samples} and {sampling.batch_size}.")
     writer = make_writer(experiment.workdir, config)
-    paths = write_image_grids(experiment, state, step, writer, sampling.seed, tag=f"_seed{sampling.seed}")
+    tag = f"_seed{sampling.seed}{experiment.family.guide_tag}"
+    paths = write_image_grids(experiment, state, step, writer, sampling.seed, tag=tag)
     params = experiment.sample_params(state)
     key = jax.random.key(sampling.seed)
 
@@ -638,7 +643,7 @@ def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int
                                      sampling.batch_size)
         yield np.asarray(jax.device_get(drawn))[: sampling.num_samples - index * sampling.batch_size]
 
-    path = experiment.workdir / "samples" / f"samples_{step:07d}_seed{sampling.seed}.npz"
+    path = experiment.workdir / "samples" / f"samples_{step:07d}{tag}.npz"
     if jax.process_index() == 0:
       write_npz_stream(path, "samples", sampling.num_samples, batches(), step=step, seed=sampling.seed)
       paths.append(path)

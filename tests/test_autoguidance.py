@@ -69,7 +69,8 @@ def test_the_runner_keeps_the_guide_step_and_samples_with_it(load, tmp_path):
   assert protocol["autoguided"].startswith("yes") and protocol["sampling"]["autoguidance"] == 1.5
 
   trainer.sample(config, tmp_path)
-  drawn = np.load(tmp_path / "samples" / "samples_0000004_seed5.npz")["samples"]
+  drawn = np.load(tmp_path / "samples" / "samples_0000004_seed5_autoguidance1.5by2.npz")["samples"]
+  assert (tmp_path / "samples" / "samples_0000004_seed5_autoguidance1.5by2.png").is_file()
   plain = toy_config(load)  # the same run read without autoguidance
   experiment, state, _ = trainer.restore_for_inference(plain, tmp_path, 4)
   _, guide_state, _ = trainer.restore_for_inference(plain, tmp_path, 2)

@@ -4,6 +4,7 @@ import json
 import re
 
 import nbformat
+import numpy as np
 import pytest
 from conftest import MNIST_DIR, REPO
 from nbclient import NotebookClient
@@ -94,6 +95,27 @@ def test_gans_notebook_executes(tmp_path, data_env):
   first, last = json.loads(re.search(r"MSE at the first and last step: (.+)", outputs).group(1))[0]
   assert last < first
   assert len(images) == 7  # gradient norms, MLP samples, three StyleGAN2 grids, psi rows, projection
+
+
+@pytest.mark.slow
+def test_autoguidance_notebook_executes(tmp_path, data_env):
+  """A tiny ddpm_mnist_fast run, then the same seeds unguided and at three autoguidance weights
+  (each weight its own files, different samples) measured by the MNIST classifier."""
+  outputs, images = execute("autoguidance.ipynb", {
+    "SIZE": '"tiny"', "ROOT": json.dumps(str(tmp_path / "runs")), "NUM_SAMPLES": "20",
+  }, data_env, timeout=900)
+  assert "autoguidance weight 2.0 by step 20" in outputs and "checkpoints: [20, 40]" in outputs
+  for tag in ("_autoguidance1by20", "_autoguidance2by20", "_autoguidance4by20"):
+    assert f"samples_0000040_seed43{tag}.npz" in outputs
+  samples = sorted((tmp_path / "runs" / "ddpm_mnist_fast" / "samples").glob("samples_0000040_seed43*.npz"))
+  assert len(samples) == 4
+  drawn = [np.load(path)["samples"] for path in samples]
+  assert all(d.shape == (20, 28, 28, 1) for d in drawn)
+  assert all(np.abs(a - b).mean() > 1e-3 for a, b in zip(drawn, drawn[1:]))
+  rows = re.findall(r"^ *([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+) +([\d.]+)$", outputs, re.MULTILINE)
+  assert [float(row[0]) for row in rows] == [0.0, 1.0, 2.0, 4.0]
+  assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[1:])
+  assert len(images) == 1
 
 
 @pytest.mark.slow

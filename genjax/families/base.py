@@ -61,6 +61,9 @@ class Family:
   # family's sampling.autoguidance): training saves and keeps it, and the runner passes
   # with_guide(params, its params) to the sampling hooks. None: sampling needs no other step.
   guide_step: int | None = None
+  # Names the guidance in sample file names (--mode=sample), so that runs with other settings
+  # write other files: e.g. "_autoguidance2by1000".
+  guide_tag = ""
 
   def __init__(self, config: ml_collections.ConfigDict, info: DatasetInfo, mesh: Mesh):
     self.config = config

@@ -69,6 +69,8 @@ class DiffusionFamily(Family):
       )
     self._check_guidance()
     self.guide_step = self._autoguidance_step()
+    if self.guide_step is not None:
+      self.guide_tag = f"_autoguidance{config.sampling.autoguidance:g}by{self.guide_step}"
     self.network = DIFFUSION_NETWORKS.get(config.model.network)(config.model, self.num_classes)
     lora.check_config(config.model)
     self.sampler = make_sampler(config.sampling.sampler, self.process, config.sampling)
