@@ -247,8 +247,11 @@ def load_restorer(config: ml_collections.ConfigDict, workdir: epath.PathLike, st
   """The Restorer of a trained workdir's checkpoint `step` (default: the latest), EMA weights when
   the config samples with them."""
   experiment, state, step = trainer.restore_for_inference(config, workdir, step)
-  experiment.checkpointer.close()
-  return Restorer(config, experiment.family, experiment.sample_params(state), step)
+  try:  # the parameters first: with sampling.autoguidance they include the guide step's
+    params = experiment.sample_params(state)
+  finally:
+    experiment.checkpointer.close()
+  return Restorer(config, experiment.family, params, step)
 
 
 # --- files ----------------------------------------------------------------------------------------

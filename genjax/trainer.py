@@ -31,7 +31,7 @@ from etils import epath
 
 import genjax
 from genjax import compilation_cache, finetune, images, lora, parallel
-from genjax.checkpoint import Checkpointer
+from genjax.checkpoint import Checkpointer, CheckpointUnreadableError
 from genjax.config import check_renamed_keys
 from genjax.datasets import DatasetInfo, dataset_info, load_images
 from genjax.evaluation.sample_metrics import SampleMetricsEvaluator
@@ -146,8 +146,8 @@ class Experiment:
     EMA or raw parameters as `use_ema` says) when that step is earlier than the state's.
 
     Read-only (eval, sample and the tools): a guide step that is not earlier, or not among the
-    checkpoints, is an error. Training samples unguided until the guide step is saved and passed
-    (and, with a warning, when a resumed workdir lacks it)."""
+    checkpoints, is an error. Training samples unguided until the guide step is saved and passed,
+    and (with a warning) when a resumed workdir lacks it or cannot read it."""
     guide_step = self.family.guide_step
     if guide_step is None:
       return params
@@ -161,23 +161,28 @@ class Experiment:
         )
       return params
     if use_ema not in self._guides:
-      self.checkpointer.wait()
-      steps = sorted(self.checkpointer.all_steps())
+      self._guides[use_ema] = self._restore_guide(guide_step, use_ema)
+    guide = self._guides[use_ema]
+    return params if guide is None else self.family.with_guide(params, guide)
+
+  def _restore_guide(self, guide_step: int, use_ema: bool) -> Any | None:
+    """The guide step's parameters; None (with a warning, once) when training cannot read them."""
+    self.checkpointer.wait()
+    steps = sorted(self.checkpointer.all_steps())
+    try:
       if guide_step not in steps:
-        message = (
+        raise FileNotFoundError(
           f"sampling.autoguidance_step={guide_step} has no checkpoint in "
           f"{self.checkpointer.directory} (steps there: {steps}); set it to one of those steps "
           "(training saves and keeps the guide step when sampling.autoguidance is set from the start)."
         )
-        if self.checkpointer.read_only:
-          raise FileNotFoundError(message)
-        logging.warning("%s Sampling unguided.", message)  # once: an earlier step stays missing
-        self._guides[use_ema] = None
-      else:
-        guide_state, _ = self.checkpointer.restore(self.abstract_state(), step=guide_step)
-        self._guides[use_ema] = guide_state.ema_params if use_ema else guide_state.params
-    guide = self._guides[use_ema]
-    return params if guide is None else self.family.with_guide(params, guide)
+      guide_state, _ = self.checkpointer.restore(self.abstract_state(), step=guide_step)
+    except (FileNotFoundError, CheckpointUnreadableError) as error:
+      if self.checkpointer.read_only:
+        raise
+      logging.warning("%s Sampling unguided.", error)  # training goes on; an earlier step stays so
+      return None
+    return guide_state.ema_params if use_ema else guide_state.params
 
 
 def initial_state(experiment: Experiment) -> TrainState:

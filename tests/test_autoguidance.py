@@ -107,3 +107,33 @@ def test_training_samples_unguided_until_the_guide_step_is_passed(load, tmp_path
   assert sum("has no checkpoint" in record.getMessage() for record in caplog.records) == 1
   protocol = json.loads((tmp_path / "eval_8.json").read_text())["protocol"]["sample_metrics"]
   assert protocol["autoguided"].startswith("no")
+
+
+def test_the_restore_tool_loads_the_guide_beside_the_prior(load, tmp_path):
+  """load_restorer reads the guide step before it lets the checkpoints go; its restorations then
+  run on the extrapolated network."""
+  from genjax import restore
+  from genjax.input_pipeline import TrainData
+
+  config = load("ddpm_mnist28.py:tiny", **{"training.async_checkpoints": False,
+                                           "restore.num_steps": 3})
+  experiment = trainer.Experiment(config, tmp_path, dataset_info(config.data))
+  data = TrainData(config, config.training.batch_size)
+  early = experiment.init_state()
+  later = early.replace(step=jnp.int32(2), ema_params=jax.tree.map(lambda v: v + 0.01, early.ema_params))
+  experiment.checkpointer.save(1, early.replace(step=jnp.int32(1)), data.iterator, config)
+  experiment.checkpointer.save(2, later, data.iterator, config)
+  experiment.checkpointer.wait()
+  experiment.checkpointer.close()
+  guided = load("ddpm_mnist28.py:tiny", **{"restore.num_steps": 3, "sampling.autoguidance": 1.0,
+                                           "sampling.autoguidance_step": 1})
+  restorer = restore.load_restorer(guided, tmp_path)
+  assert restorer.step == 2 and isinstance(restorer.params, Autoguided)
+  for got, want in zip(jax.tree.leaves(restorer.params.guide), jax.tree.leaves(early.ema_params)):
+    np.testing.assert_array_equal(got, want)
+  plain = restore.load_restorer(load("ddpm_mnist28.py:tiny", **{"restore.num_steps": 3}), tmp_path)
+  noisy = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, *restorer.shape)), jnp.float32)
+  outputs = [r.restore(noisy, "denoise", "pigdm", jax.random.key(0), noise_sigma=0.2)
+             for r in (restorer, plain)]
+  assert outputs[0].shape == (1, 1, *restorer.shape)
+  assert float(np.abs(outputs[0] - outputs[1]).mean()) > 1e-4
