@@ -93,7 +93,8 @@ class Experiment:
     self.checkpointer = Checkpointer(
       self.workdir, keep=config.training.keep_checkpoints, best_metric=config.training.keep_best_by,
       best_mode=config.training.best_mode, async_save=config.training.async_checkpoints,
-      read_only=read_only, preserve_steps=() if self.family.guide_step is None else (self.family.guide_step,),
+      read_only=read_only,
+      preserve_steps=() if self.family.guide_step is None else (self.family.guide_step,),
     )
     self._guides: dict[bool, Any] = {}
 
@@ -221,7 +222,8 @@ def initial_state(experiment: Experiment) -> TrainState:
 
 def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float]:
   """Averages the family's eval metrics over the eval split, then computes the sample-based metrics
-  that eval.sample_metrics lists (genjax.evaluation); keys are prefixed with `eval/`."""
+  that eval.sample_metrics lists (genjax.evaluation), guided as sampling is (Experiment.guided);
+  keys are prefixed with `eval/`."""
   config = experiment.config
   local_batch = parallel.local_batch_size(config.eval.batch_size, "eval.batch_size")
   rng = jax.random.key(config.eval.seed)
@@ -235,8 +237,9 @@ def evaluate_state(experiment: Experiment, state: TrainState) -> dict[str, float
     totals = {name: totals[name].merge(value) if name in totals else value for name, value in sums.items()}
   results = {f"eval/{name}": float(average.compute()) for name, average in totals.items()}
   family = experiment.family
-  sample_params = experiment.guided(params, state, config.eval.use_ema) if config.eval.sample_metrics else params
-  sample_results = experiment.sample_evaluator.run(family.sample, sample_params, state.model_state,
+  if config.eval.sample_metrics:  # no guide is read when nothing samples
+    params = experiment.guided(params, state, config.eval.use_ema)
+  sample_results = experiment.sample_evaluator.run(family.sample, params, state.model_state,
                                                    family.sample_labels)
   return {**results, **{f"eval/{name}": value for name, value in sample_results.items()}}
 
@@ -262,8 +265,9 @@ def eval_protocol(experiment: Experiment, step: int) -> dict[str, Any]:
     protocol["sample_metrics"] = experiment.sample_evaluator.protocol()
     guide_step = experiment.family.guide_step
     if guide_step is not None:  # training samples unguided until the guide step is passed
+      guided = experiment.guided_at(step, config.eval.use_ema)
       protocol["sample_metrics"]["autoguided"] = (
-        f"yes: guided by step {guide_step}'s parameters" if experiment.guided_at(step, config.eval.use_ema)
+        f"yes: guided by step {guide_step}'s parameters" if guided
         else f"no: the guide step {guide_step} was not earlier or not saved"
       )
   return protocol
@@ -628,8 +632,9 @@ def export_merged(config: ml_collections.ConfigDict, workdir: epath.PathLike,
 
 def sample(config: ml_collections.ConfigDict, workdir: epath.PathLike, step: int | None = None) -> list[epath.Path]:
   """Writes new grids (seed sampling.seed) and sampling.num_samples samples to
-  samples/samples_<step>_seed<seed><family.guide_tag>.npz, drawn sampling.batch_size at a time (batch i with the key
-  fold_in(key(seed), i)) and streamed to the file, so memory stays bounded for any count."""
+  samples/samples_<step>_seed<seed><family.guide_tag>.npz, drawn sampling.batch_size at a time
+  (batch i with the key fold_in(key(seed), i)) and streamed to the file, so memory stays bounded
+  for any count."""
   experiment, state, step = restore_for_inference(config, workdir, step)
   try:
     sampling = config.sampling

@@ -77,9 +77,9 @@ def test_the_runner_keeps_the_guide_step_and_samples_with_it(load, tmp_path):
   experiment.checkpointer.close()
   key = jax.random.key(5)
   by_hand = Autoguided(state.ema_params, guide_state.ema_params, jnp.float32(1.5))
-  for index, params in enumerate((by_hand, by_hand)):
-    expected = experiment.sample_fn(params, {}, jax.random.fold_in(key, index), 20)
-    np.testing.assert_array_equal(drawn[20 * index : 20 * index + 20], np.asarray(expected)[: 30 - 20 * index])
+  for index in range(2):  # batches of 20: samples 0-19, then 20-29
+    expected = np.asarray(experiment.sample_fn(by_hand, {}, jax.random.fold_in(key, index), 20))
+    np.testing.assert_array_equal(drawn[20 * index : 20 * index + 20], expected[: 30 - 20 * index])
   unguided = experiment.sample_fn(state.ema_params, {}, jax.random.fold_in(key, 0), 20)
   assert float(np.abs(drawn[:20] - np.asarray(unguided)).mean()) > 1e-3
 
