@@ -16,6 +16,7 @@ from PIL import Image
 from genjax import images, parallel, trainer
 from genjax.config import apply_overrides, load_config
 from genjax.datasets import dataset_info
+from genjax.diffusion.autoguidance import Autoguided
 from genjax.families import get_family
 from genjax.families.sr3 import downsample
 from genjax.input_pipeline import eval_batches
@@ -96,6 +97,21 @@ def test_the_network_sees_x_t_and_the_upsampled_low_resolution_image(load):
   np.testing.assert_allclose(a, direct, rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match=r"super-resolves \[B, 7, 7, 1\] images to 28x28"):
     family.eps_fn_for(params, jnp.zeros((2, 14, 14, 1)))
+
+
+def test_autoguidance_extrapolates_the_conditioned_network(load):
+  """Autoguided params (genjax.diffusion.autoguidance) reach the UNet through the low-resolution
+  conditioning: eps = (1 + w) eps_model - w eps_guide for the same x_t and low_res."""
+  family = make_family(load("sr3_mnist.py:tiny", **{"sampling.clip_denoised": False}))
+  rng = np.random.default_rng(0)
+  model, guide = random_params(family, rng), random_params(family, rng)
+  x_t = jnp.asarray(rng.normal(size=(2, 28, 28, 1)), jnp.float32)
+  low_res = jnp.asarray(rng.uniform(-1, 1, size=(2, 7, 7, 1)), jnp.float32)
+  t = jnp.array([100, 600])
+  eps = jax.jit(lambda p: family.eps_fn_for(p, low_res)(x_t, t))
+  guided = eps(Autoguided(model, guide, jnp.float32(1.5)))
+  np.testing.assert_allclose(guided, 2.5 * eps(model) - 1.5 * eps(guide), rtol=1e-4, atol=1e-4)
+  assert float(jnp.max(jnp.abs(guided - eps(model)))) > 1e-2
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import pytest
 from genjax import trainer
 from genjax.config import apply_overrides
 from genjax.datasets import synthetic_images
+from genjax.diffusion.autoguidance import Autoguided
 from genjax.text import conditioning, generate
 
 TINY = "text2img_mnist.py:tiny"
@@ -126,6 +127,27 @@ def test_guidance_zero_is_conditional_and_null_prompt_is_unconditional(tiny_run)
   np.testing.assert_allclose(
     family.eps_fn(params, text, 2.0)(z, t), 3 * conditional - 2 * unconditional, atol=1e-5
   )
+
+
+def test_autoguidance_extrapolates_the_denoiser_under_classifier_free_guidance(tiny_run):
+  """Autoguided params (genjax.diffusion.autoguidance) reach the DiT through the family's network
+  call: with CFG weight g and autoguidance weight w, eps = (1 + g) E(text) - g E(null), where
+  E = (1 + w) eps_model - w eps_guide."""
+  config, workdir = tiny_run
+  family, params = restored_params(config, workdir)
+  model, guide = _perturbed(params, 0), _perturbed(params, 1)
+  text = family._constant_text(family.encode_prompts(["a thick seven", "a thin, slanted one"]))
+  null = family.null_like(text)
+  z = jax.random.normal(jax.random.key(1), (2, *family.example_shape))
+  t = jnp.array([500, 100])
+  extrapolated = {
+    name: 3.0 * family._labelled_eps(model)(z, t, c) - 2.0 * family._labelled_eps(guide)(z, t, c)
+    for name, c in (("text", text), ("null", null))
+  }
+  guided = family.eps_fn(Autoguided(model, guide, jnp.float32(2.0)), text, 1.5)(z, t)
+  np.testing.assert_allclose(guided, 2.5 * extrapolated["text"] - 1.5 * extrapolated["null"],
+                             rtol=1e-4, atol=1e-4)
+  assert not np.allclose(guided, family.eps_fn(model, text, 1.5)(z, t), atol=1e-3)
 
 
 def test_padding_a_prompt_does_not_change_the_output(tiny_run):
