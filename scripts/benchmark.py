@@ -15,7 +15,9 @@ matmuls handed to cuDNN and cuBLAS, 190 of 4,482 GFLOP in ddpm_cifar10's step), 
 matmul_gflops (the matmul rate of this machine in the config's compute dtype, config.precision,
 measured in the same run: 1024^2 operands on a CPU, 8192^2 on an accelerator), fraction_of_matmul
 (model FLOP utilisation against that measured ceiling), peak_rss_mb, compiled_memory_mb (XLA's
-temp, argument, output and peak MiB of the compiled function), device, device_kind; for a train
+temp, argument, output and peak MiB of the compiled function), library_calls (what the compiled
+program hands to a kernel library such as YNNPACK, by kind of operation: the check that an XLA
+flag changed anything), device, device_kind; for a train
 step whose work differs by step (StyleGAN2's lazy regularisation), --repeats is rounded up to whole
 cycles and the row adds the median ms of each kind of step and images/s over the whole cycles.
 Functions: the train step, plus the family's benchmark_functions (e.g. each sampler). With
@@ -211,6 +213,30 @@ def hlo_instructions(hlo_text: str) -> dict[str, dict]:
   return instructions
 
 
+_LIBRARY_FUSION = re.compile(r'"fusion_config":\{"kind":"(__\w+)"')
+_CUSTOM_CALL_TARGET = re.compile(r'custom_call_target="([^"]+)"')
+
+
+def library_calls(hlo_text: str) -> dict[str, dict[str, int]]:
+  """What the compiled program hands to a kernel library instead of XLA's own code: for each
+  library fusion kind (e.g. "__ynn_fusion", YNNPACK) and custom-call target, the number of such
+  instructions by the heavy operations inside them ("dot", "reduce", "convolution", or
+  "elementwise"; a custom call by its opcode). An XLA flag that leaves this unchanged did not change the program."""
+  instructions = hlo_instructions(hlo_text)
+  calls: dict[str, dict[str, int]] = {}
+  for line in hlo_text.splitlines():
+    library = _LIBRARY_FUSION.search(line) or _CUSTOM_CALL_TARGET.search(line)
+    match = _HLO_INSTRUCTION.match(line)
+    if not library or not match:
+      continue
+    info = instructions[match.group(1)]
+    heavy = ",".join(op for op in info["ops"] if op != "transpose")
+    kind = heavy or ("elementwise" if info["opcode"] == "fusion" else info["opcode"])
+    counts = calls.setdefault(library.group(1), {})
+    counts[kind] = counts.get(kind, 0) + 1
+  return calls
+
+
 def profile_by_op(compiled, args, calls: int, carries_state: bool, top: int) -> dict:
   """Trace `calls` calls with jax.profiler and sum the XLA:CPU thunks' wall time by HLO
   instruction (the events' hlo_op stat): per call, the `top` instructions with their share, shape,
@@ -281,6 +307,7 @@ def measure(name, fn, args, images, config_name, params, batch, matmul, carries_
     "achieved_gflops": flops / median / 1e9, "matmul_gflops": matmul,
     "fraction_of_matmul": flops / median / 1e9 / matmul, "peak_rss_mb": peak_rss_mb(),
     "compiled_memory_mb": compiled_memory_mb(compiled),
+    "library_calls": library_calls(compiled.as_text()),
     "device": str(jax.devices()[0].platform), "device_kind": jax.devices()[0].device_kind,
     "num_devices": jax.device_count(), **kinds,
   }

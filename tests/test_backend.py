@@ -55,3 +55,23 @@ def test_too_late_a_call_changes_nothing_and_says_so(caplog):
   assert backend.configure_xla_flags(environ) == ()
   assert environ == {"XLA_FLAGS": ""}
   assert "imported after JAX started its backend" in caplog.text
+
+
+def test_benchmark_library_calls_say_what_the_compiled_program_hands_to_ynnpack():
+  """scripts/benchmark.py's library_calls: genjax's flags give YNNPACK the reduction and not the
+  matmul; a custom call is counted under its target."""
+  import jax
+  import jax.numpy as jnp
+  from conftest import REPO
+
+  sys.path.insert(0, str(REPO / "scripts"))
+  from benchmark import library_calls
+
+  reduction = jax.jit(lambda a: jnp.sum(jnp.tanh(a), axis=(0, 1, 2)))
+  dense = jax.jit(lambda a: jnp.tanh(a @ a))
+  assert library_calls(reduction.lower(jnp.ones((8, 16, 16, 64))).compile().as_text()) == {
+    "__ynn_fusion": {"reduce": 1}}
+  assert library_calls(dense.lower(jnp.ones((64, 64))).compile().as_text()) == {}
+  custom = ('  %custom-call.3 = f32[8,8]{1,0} custom-call(f32[8,8]{1,0} %p), '
+            'custom_call_target="__onednn$matmul", backend_config=""')
+  assert library_calls(f"ENTRY %main {{\n{custom}\n}}") == {"__onednn$matmul": {"custom-call": 1}}
