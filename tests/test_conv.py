@@ -241,12 +241,15 @@ def test_transposed_conv_full_is_the_definition():
 
 
 def _transposed_conv_derivatives(transposed_conv, x, kernel):
-  """The value, both gradients, and the kernel gradient of an input-gradient norm (what
-  StyleGAN2's path length regulariser differentiates)."""
+  """The value, both gradients, the kernel gradient of an input-gradient norm (what StyleGAN2's
+  path length regulariser differentiates) and a forward-mode derivative (Jacobian-vector
+  product)."""
   loss = lambda x, kernel: jnp.sum(jnp.sin(transposed_conv(x, kernel)))
   input_gradient_norm = lambda kernel: jnp.sum(jax.grad(loss)(x, kernel) ** 2)
   first = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, kernel)
-  return first, jax.jit(jax.grad(input_gradient_norm))(kernel)
+  directions = (jnp.cos(x), jnp.sin(kernel))
+  forward = jax.jit(lambda *args: jax.jvp(transposed_conv, args, directions))(x, kernel)
+  return first, jax.jit(jax.grad(input_gradient_norm))(kernel), forward
 
 
 @pytest.mark.parametrize(
@@ -303,3 +306,31 @@ def test_regularized_dcgan_step_equals_lax(monkeypatch, regularizer):
     np.testing.assert_allclose(
       leaf, expected, rtol=1e-4, atol=1e-5 * float(jnp.abs(expected).max())
     )
+
+
+def test_conv_kernels_script_times_every_shape_it_is_given():
+  """scripts/conv_kernels.py (the README's kernel-by-kernel comparison with PyTorch): one row
+  per shape with its forward and forward-and-gradients times; the torch columns where torch is
+  installed in this environment."""
+  import json
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  command = [sys.executable, str(REPO / "scripts" / "conv_kernels.py"),
+             "--shapes=2x4x3x5,1x6x2x2", "--repeats=2"]
+  try:
+    import torch
+
+    command.append(f"--reference_python={sys.executable}")
+  except ImportError:
+    torch = None
+  result = subprocess.run(command, check=True, capture_output=True, text=True)
+  header, *rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+  assert header["xla_matmul_gflops"] > 0
+  assert [row["shape"] for row in rows] == ["2x4x3x5", "1x6x2x2"]
+  for row in rows:
+    assert row["xla_forward_ms"] > 0 and row["xla_forward_and_gradients_ms"] > 0
+    if torch is not None:
+      assert row["xla_vs_torch_forward"] == row["torch_forward_ms"] / row["xla_forward_ms"]
