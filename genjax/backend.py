@@ -14,7 +14,10 @@ XLA:CPU flags (`XLA_CPU_FLAGS`), set when genjax is imported (`configure_xla_fla
   (139 -> 125 ms), `sr3_mnist` 14%, `cgan_mnist` 7%, `wgan_gp_mnist` 4% and the MNIST
   classifier's features 3.1x, and left the UNet, VAE and StyleGAN2 steps within 2%; there the full
   default still made `ddpm_mnist` 1.7x slower. The README's Speed section has the commands
-  (`scripts/benchmark.py --profile` times a step by XLA operation).
+  (`scripts/benchmark.py --profile` times a step by XLA operation). YNNPACK is the only kernel
+  library this XLA:CPU hands work to: jaxlib 0.10.2 compiles the same program under the oneDNN and
+  XNNPACK fusion flags (`scripts/benchmark.py`'s library_calls), and YNNPACK's convolutions made
+  the `ddpm_mnist_fast` step 1.3-1.45x slower.
 A flag the user already gives in XLA_FLAGS wins over genjax's value of it.
 """
 
