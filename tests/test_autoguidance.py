@@ -133,7 +133,7 @@ def test_the_restore_tool_loads_the_guide_beside_the_prior(load, tmp_path):
     np.testing.assert_array_equal(got, want)
   plain = restore.load_restorer(load("ddpm_mnist28.py:tiny", **{"restore.num_steps": 3}), tmp_path)
   noisy = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, *restorer.shape)), jnp.float32)
-  outputs = [r.restore(noisy, "denoise", "pigdm", jax.random.key(0), noise_sigma=0.2)
+  outputs = [r.restore(noisy, "denoise", "sdedit", jax.random.key(0), noise_sigma=0.2)
              for r in (restorer, plain)]
   assert outputs[0].shape == (1, 1, *restorer.shape)
   assert float(np.abs(outputs[0] - outputs[1]).mean()) > 1e-4
