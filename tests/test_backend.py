@@ -57,21 +57,30 @@ def test_too_late_a_call_changes_nothing_and_says_so(caplog):
   assert "imported after JAX started its backend" in caplog.text
 
 
+LIBRARY_CALLS_PROBE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import jax, jax.numpy as jnp
+from benchmark import library_calls  # defines absl flags: its own process, not the test's
+reduction = jax.jit(lambda a: jnp.sum(jnp.tanh(a), axis=(0, 1, 2)))
+dense = jax.jit(lambda a: jnp.tanh(a @ a))
+custom = ('  %custom-call.3 = f32[8,8]{1,0} custom-call(f32[8,8]{1,0} %p), '
+          'custom_call_target="__onednn$matmul", backend_config=""')
+print(json.dumps([library_calls(reduction.lower(jnp.ones((8, 16, 16, 64))).compile().as_text()),
+                  library_calls(dense.lower(jnp.ones((64, 64))).compile().as_text()),
+                  library_calls("ENTRY %main {\\n" + custom + "\\n}")]))
+"""
+
+
 def test_benchmark_library_calls_say_what_the_compiled_program_hands_to_ynnpack():
   """scripts/benchmark.py's library_calls: genjax's flags give YNNPACK the reduction and not the
   matmul; a custom call is counted under its target."""
-  import jax
-  import jax.numpy as jnp
   from conftest import REPO
 
-  sys.path.insert(0, str(REPO / "scripts"))
-  from benchmark import library_calls
-
-  reduction = jax.jit(lambda a: jnp.sum(jnp.tanh(a), axis=(0, 1, 2)))
-  dense = jax.jit(lambda a: jnp.tanh(a @ a))
-  assert library_calls(reduction.lower(jnp.ones((8, 16, 16, 64))).compile().as_text()) == {
-    "__ynn_fusion": {"reduce": 1}}
-  assert library_calls(dense.lower(jnp.ones((64, 64))).compile().as_text()) == {}
-  custom = ('  %custom-call.3 = f32[8,8]{1,0} custom-call(f32[8,8]{1,0} %p), '
-            'custom_call_target="__onednn$matmul", backend_config=""')
-  assert library_calls(f"ENTRY %main {{\n{custom}\n}}") == {"__onednn$matmul": {"custom-call": 1}}
+  env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run([sys.executable, "-c", LIBRARY_CALLS_PROBE, str(REPO / "scripts")],
+                          env=env, capture_output=True, text=True, check=True)
+  reduction, dense, custom = json.loads(result.stdout.strip().splitlines()[-1])
+  assert reduction == {"__ynn_fusion": {"reduce": 1}}
+  assert dense == {}
+  assert custom == {"__onednn$matmul": {"custom-call": 1}}
