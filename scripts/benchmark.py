@@ -17,9 +17,9 @@ measured in the same run: 1024^2 operands on a CPU, 8192^2 on an accelerator), f
 (model FLOP utilisation against that measured ceiling), peak_rss_mb, compiled_memory_mb (XLA's
 temp, argument, output and peak MiB of the compiled function), library_calls (what the compiled
 program hands to a kernel library such as YNNPACK, by kind of operation: the check that an XLA
-flag changed anything), device, device_kind; for a train
-step whose work differs by step (StyleGAN2's lazy regularisation), --repeats is rounded up to whole
-cycles and the row adds the median ms of each kind of step and images/s over the whole cycles.
+flag changed anything), device, device_kind; for a train step whose work differs by step
+(StyleGAN2's lazy regularisation), --repeats is rounded up to whole cycles and the row adds the
+median ms of each kind of step and images/s over the whole cycles.
 Functions: the train step, plus the family's benchmark_functions (e.g. each sampler). With
 --torch, an equivalent PyTorch implementation (scripts/torch_reference.py) is timed in the same
 run and the ratio reported; for a sampler with a reference (DDIM on ddpm_mnist: the same UNet in
@@ -221,7 +221,8 @@ def library_calls(hlo_text: str) -> dict[str, dict[str, int]]:
   """What the compiled program hands to a kernel library instead of XLA's own code: for each
   library fusion kind (e.g. "__ynn_fusion", YNNPACK) and custom-call target, the number of such
   instructions by the heavy operations inside them ("dot", "reduce", "convolution", or
-  "elementwise"; a custom call by its opcode). An XLA flag that leaves this unchanged did not change the program."""
+  "elementwise"; a custom call by its opcode). An XLA flag that leaves this unchanged did not
+  change what the libraries do."""
   instructions = hlo_instructions(hlo_text)
   calls: dict[str, dict[str, int]] = {}
   for line in hlo_text.splitlines():

@@ -8,8 +8,9 @@ channels, no bias, NHWC in JAX and NCHW in PyTorch, float32) it prints the media
 pass and of the forward pass with both gradients (input and kernel, of sum(y^2) / 2), and each
 framework's float32 matmul rate at 1024^2 in the same process. With --reference_python (an
 environment with torch; none of genjax is imported there) the same script times PyTorch in a
-subprocess with as many threads as this machine has cores, and each row adds torch_ms and
-xla_vs_torch = torch's time / XLA's (above 1: XLA faster). The default shapes are ddpm_mnist's
+subprocess with as many threads as this machine has cores, and each row adds torch_forward_ms,
+torch_forward_and_gradients_ms and xla_vs_torch_<kind> = torch's time / XLA's (above 1: XLA
+faster). The default shapes are ddpm_mnist's
 UNet convolutions (channels 64/128/128 at 32, 16 and 8 pixels, batch 64).
 """
 
@@ -58,8 +59,8 @@ def time_xla(shapes, repeats: int) -> dict:
   rng = np.random.default_rng(0)
   square = jax.jit(lambda a: a @ a)
   a = jnp.asarray(rng.standard_normal((1024, 1024), np.float32))
-  rows = {"matmul_gflops": 2 * 1024**3 / median_ms(
-    lambda a: square(a).block_until_ready(), repeats, a) / 1e6}
+  matmul_ms = median_ms(lambda a: square(a).block_until_ready(), repeats, a)
+  matmul_gflops = 2 * 1024**3 / matmul_ms / 1e6
 
   def conv(x, w):
     return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
@@ -69,6 +70,7 @@ def time_xla(shapes, repeats: int) -> dict:
   gradients = jax.jit(jax.grad(lambda x, w: 0.5 * jnp.sum(conv(x, w) ** 2), argnums=(0, 1)))
   forward_done = lambda x, w: forward(x, w).block_until_ready()
   gradients_done = lambda x, w: jax.block_until_ready(gradients(x, w))
+  rows = {}
   for batch, size, channels, features in shapes:
     x = jnp.asarray(rng.standard_normal((batch, size, size, channels), np.float32))
     w = jnp.asarray(0.05 * rng.standard_normal((3, 3, channels, features), np.float32))
@@ -76,7 +78,7 @@ def time_xla(shapes, repeats: int) -> dict:
       "forward_ms": median_ms(forward_done, repeats, x, w),
       "forward_and_gradients_ms": median_ms(gradients_done, repeats, x, w),
     }
-  return rows
+  return {"matmul_gflops": matmul_gflops, "shapes": rows}
 
 
 def time_torch(shapes, repeats: int) -> dict:
@@ -85,17 +87,17 @@ def time_torch(shapes, repeats: int) -> dict:
   torch.set_num_threads(os.cpu_count())
   generator = torch.Generator().manual_seed(0)
   a = torch.randn(1024, 1024, generator=generator)
-  rows = {"matmul_gflops": 2 * 1024**3 / median_ms(lambda a: a @ a, repeats, a) / 1e6,
-          "torch": torch.__version__, "threads": torch.get_num_threads()}
+  matmul_gflops = 2 * 1024**3 / median_ms(lambda a: a @ a, repeats, a) / 1e6
+  rows = {}
   for batch, size, channels, features in shapes:
     x = torch.randn(batch, channels, size, size, generator=generator)
     w = 0.05 * torch.randn(features, channels, 3, 3, generator=generator)
-
     rows[f"{batch}x{size}x{channels}x{features}"] = {
       "forward_ms": median_ms(_torch_forward, repeats, x, w),
       "forward_and_gradients_ms": median_ms(_torch_forward_and_gradients, repeats, x, w),
     }
-  return rows
+  return {"matmul_gflops": matmul_gflops, "shapes": rows, "torch": torch.__version__,
+          "threads": torch.get_num_threads()}
 
 
 def _torch_forward(x, w):
@@ -118,23 +120,21 @@ def main(args: argparse.Namespace) -> None:
     print(json.dumps(time_torch(shapes, args.repeats)))
     return
   xla = time_xla(shapes, args.repeats)
-  torch = None
+  reference = None
   if args.reference_python:
     command = [args.reference_python, os.path.abspath(__file__), "--framework=torch",
                f"--shapes={args.shapes}", f"--repeats={args.repeats}"]
     result = subprocess.run(command, check=True, capture_output=True, text=True)
-    torch = json.loads(result.stdout.strip().splitlines()[-1])
-    print(json.dumps({"torch": torch["torch"], "torch_threads": torch["threads"],
+    reference = json.loads(result.stdout.strip().splitlines()[-1])
+    print(json.dumps({"torch": reference["torch"], "torch_threads": reference["threads"],
                       "xla_matmul_gflops": xla["matmul_gflops"],
-                      "torch_matmul_gflops": torch["matmul_gflops"]}))
+                      "torch_matmul_gflops": reference["matmul_gflops"]}))
   else:
     print(json.dumps({"xla_matmul_gflops": xla["matmul_gflops"]}))
-  for shape, times in xla.items():
-    if shape == "matmul_gflops":
-      continue
+  for shape, times in xla["shapes"].items():
     row = {"shape": shape, **{f"xla_{k}": v for k, v in times.items()}}
-    if torch is not None:
-      for kind, value in torch[shape].items():
+    if reference is not None:
+      for kind, value in reference["shapes"][shape].items():
         row[f"torch_{kind}"] = value
         row[f"xla_vs_torch_{kind.removesuffix('_ms')}"] = value / times[kind]
     print(json.dumps(row))
