@@ -13,8 +13,10 @@ Training: non-saturating loss, R1 gamma 0.01 every 16 steps, no path length regu
 style mixing (train.py turns both off for cifar), Adam 0.0025 (betas 0, 0.99, lazy-corrected),
 batch 64, G's EMA with a 500 kimg half-life ramped up over the first images (ramp 0.05), ADA (the
 "bgc" pipeline, target r_t 0.6, p adjusted every 4 steps, 500 kimg to move p by 1); the paper
-trains for 100,000 kimg (1.56M steps). Mixed precision (num_fp16_res) is not part of genjax yet:
-everything runs in float32.
+trains for 100,000 kimg (1.56M steps). The official num_fp16_res (float16 in the four highest
+resolutions, outputs clamped) is not ported: the config runs in float32, and
+--config.precision=bfloat16 computes every layer in bfloat16 instead (1.77x the float32 train step
+on an H200; README, Speed).
 
   python -m genjax.main --config=configs/stylegan2_cifar10.py --workdir=gs://bucket/sg2_cifar10  # TPU/GPU
   python -m genjax.main --config=configs/stylegan2_cifar10.py --mode=summary

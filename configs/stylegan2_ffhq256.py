@@ -11,7 +11,8 @@ Training: non-saturating loss, R1 gamma 1 every 16 steps, path length regularisa
 every 4 steps, on half the batch), style mixing 0.9, Adam 0.0025 (betas 0, 0.99, lazy-corrected),
 batch 64, G's EMA with a 20 kimg half-life, horizontal flips (--mirror=1), no augmentation
 (model.augment="ada" for limited data); the paper trains for 25,000 kimg (390k steps).
-Mixed precision (num_fp16_res) is not part of genjax yet: everything runs in float32.
+The official num_fp16_res (float16 in the four highest resolutions, outputs clamped) is not ported:
+the config runs in float32, and --config.precision=bfloat16 computes every layer in bfloat16.
 
 Data: a folder of images (data.name="image_folder"), e.g. the official FFHQ PNGs at 1024x1024 or
 256x256; every image is centre-cropped and resized to 256x256 (box filter when downscaling by an

@@ -115,6 +115,26 @@ def test_resampling_ops_match_the_official_ones(reference):
   )
 
 
+def test_minibatch_std_with_several_channels_gives_each_slice_of_features_its_own_std(load):
+  """The official mbstd_num_channels > 1 (model.mbstd_channels): example i's extra channel f is the
+  std over its group {i mod (N/G) + k N/G} averaged over the pixels and the f-th slice of the
+  features, computed here directly."""
+  x = np.asarray(jax.random.normal(jax.random.key(3), (8, 3, 3, 6)))
+  out = np.asarray(networks.minibatch_std(jnp.asarray(x), group_size=4, num_channels=2))
+  assert out.shape == (8, 3, 3, 8)
+  np.testing.assert_array_equal(out[..., :6], x)
+  for i in range(8):
+    group = x[[i % 2 + 2 * k for k in range(4)]]  # [4, H, W, C]
+    for f in range(2):
+      std = np.sqrt(group[..., 3 * f : 3 * f + 3].var(axis=0) + 1e-8).mean()
+      np.testing.assert_allclose(out[i, :, :, 6 + f], std, rtol=1e-5)
+  from genjax.families.stylegan2 import build_stylegan2
+
+  config = load("stylegan2_mnist.py", **{"model.mbstd_channels": 2})
+  _, d = build_stylegan2(config.model, (32, 32, 1), 0, True)
+  assert d.mbstd_channels == 2
+
+
 def test_generator_matches_the_official_outputs(reference):
   generator, variables = _generator(), _port(reference, "G/")
   z, z2, labels = reference["in/z"], reference["in/z2"], reference["in/labels"]

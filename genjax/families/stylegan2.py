@@ -99,6 +99,7 @@ def build_stylegan2(model, shape, num_classes, is_image):
     resolution,
     architecture=model.d_architecture,
     mbstd_group_size=model.mbstd_group_size,
+    mbstd_channels=model.mbstd_channels,
     mapping_layers=model.d_mapping_layers,
     **common,
   )

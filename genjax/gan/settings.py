@@ -74,6 +74,7 @@ def add_stylegan2_defaults(config: ml_collections.ConfigDict) -> None:
   model.conv_clamp = 0.0  # clamp convolution outputs to +-this (0 disables; official: 256)
   model.d_architecture = "resnet"  # "resnet" or "orig"
   model.mbstd_group_size = 4
+  model.mbstd_channels = 1  # std channels: one per slice of D's features (official: 1)
   model.d_mapping_layers = 8  # the label mapping of a conditional discriminator
   model.style_mixing = 0.9  # probability of style mixing regularisation (0 disables)
   model.r1_gamma = 1.0
