@@ -31,7 +31,8 @@ Discriminator D(x, y): one block per resolution from `resolution` down to 8 (fro
   (mbstd_channels extra channels, officially one: the std over groups of mbstd_group_size
   examples, averaged over the pixels and each channel's slice of the features), a 3x3 conv, a
   dense layer, and the output. Conditional: a mapping network (8 layers, lr 0.01) embeds the
-  label to cmap [B, cmap_dim] and the logit is <out(x), cmap> / sqrt(cmap_dim) (a projection discriminator).
+  label to cmap [B, cmap_dim] and the logit is <out(x), cmap> / sqrt(cmap_dim) (a projection
+  discriminator).
 
 Resampling uses the FIR filter f = [1, 3, 3, 1]^T [1, 3, 3, 1] / 64 (normalised to sum 1):
   upsample2d(x)    zero insertion (x at even positions), then correlation with 4 f padded (2, 1)
